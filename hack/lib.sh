@@ -17,7 +17,10 @@ export FERROLET_ROOT
 # Pod CIDR of the dev node's CNI bridge (inside FERROLET_NETNS).
 : "${FERROLET_POD_CIDR:=10.244.0.0/24}"
 : "${FERROLET_REGISTRY_PORT:=5000}"
-export FERROLET_RUN_DIR FERROLET_DATA_DIR FERROLET_NETNS FERROLET_POD_CIDR FERROLET_REGISTRY_PORT
+# The cgroup (in every hierarchy) under which this instance's pods are put.
+: "${FERROLET_CGROUP_PARENT:=ferrolet-dev}"
+export FERROLET_RUN_DIR FERROLET_DATA_DIR FERROLET_NETNS FERROLET_POD_CIDR FERROLET_REGISTRY_PORT \
+	FERROLET_CGROUP_PARENT
 
 CONTAINERD_DIR=$FERROLET_RUN_DIR/containerd
 CONTAINERD_ROOT=$FERROLET_DATA_DIR/containerd
@@ -25,9 +28,9 @@ CONTAINERD_SOCK=$CONTAINERD_DIR/containerd.sock
 export FERROLET_CONTAINERD_ENDPOINT=unix://$CONTAINERD_SOCK
 REGISTRY_DIR=$FERROLET_RUN_DIR/registry
 # The CNI network name; libcni keeps its result cache under /var/lib/cni with this prefix.
-CNI_NETWORK=ferrolet-dev
-# Cgroup parents that ferrolet's tests and dev node put pods under (cleaned when empty).
-CGROUP_PARENTS=(ferrolet-test ferrolet-dev)
+CNI_NETWORK=$FERROLET_NETNS
+# Cgroup parents this instance's pods are put under (cleaned when empty).
+CGROUP_PARENTS=("$FERROLET_CGROUP_PARENT")
 
 log() { printf '%s [%s] %s\n' "$(date +%H:%M:%S)" "$(basename "$0")" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -118,8 +118,8 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// A cgroup parent of its own for one test's pods (`/ferrolet-test/<token>`), so the test can
-/// prove that its pods left no cgroup or process behind.
+/// A cgroup parent of its own for one test's pods (`/$FERROLET_CGROUP_PARENT/<test>-<token>`),
+/// so the test can prove that its pods left no cgroup or process behind.
 #[derive(Debug)]
 pub struct CgroupParent {
     name: String,
@@ -130,7 +130,8 @@ impl CgroupParent {
     pub fn new(test: &str) -> Self {
         CgroupParent {
             name: format!(
-                "/ferrolet-test/{test}-{}",
+                "/{}/{test}-{}",
+                required_env("FERROLET_CGROUP_PARENT"),
                 ferrolet_cri::contract::unique_token()
             ),
         }

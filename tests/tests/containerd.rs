@@ -500,6 +500,10 @@ async fn bad_socket_path_fails_to_connect_with_the_path_in_the_error() {
     assert_eq!(err.code(), Code::Unavailable);
 }
 
+async fn image_present(runtime: &RemoteRuntime, spec: &api::ImageSpec) -> Option<api::Image> {
+    runtime.image_status(spec, false).await.unwrap().image
+}
+
 #[tokio::test]
 async fn pulls_from_the_loopback_registry() {
     let runtime = containerd().await;
@@ -509,21 +513,9 @@ async fn pulls_from_the_loopback_registry() {
     let spec = image_spec(&reference);
     // Start from a clean slate: a previous run may have left it pulled.
     runtime.remove_image(&spec).await.unwrap();
-    assert!(
-        runtime
-            .image_status(&spec, false)
-            .await
-            .unwrap()
-            .image
-            .is_none()
-    );
+    assert!(image_present(&runtime, &spec).await.is_none());
     let image_ref = runtime.pull_image(&spec, None, None).await.unwrap();
-    let image = runtime
-        .image_status(&spec, false)
-        .await
-        .unwrap()
-        .image
-        .expect("pulled");
+    let image = image_present(&runtime, &spec).await.expect("pulled");
     assert_eq!(image.id, image_ref);
     assert!(
         image.repo_tags.contains(&reference),
@@ -541,23 +533,12 @@ async fn pulls_from_the_loopback_registry() {
     let listed = runtime.list_images(None).await.unwrap();
     assert!(listed.iter().any(|i| i.id == image_ref));
     runtime.remove_image(&spec).await.unwrap();
-    assert!(
-        runtime
-            .image_status(&spec, false)
-            .await
-            .unwrap()
-            .image
-            .is_none()
-    );
+    assert!(image_present(&runtime, &spec).await.is_none());
     // Removing again is not an error.
     runtime.remove_image(&spec).await.unwrap();
 
     // The registry's busybox is the very image hack/images imported: same build, same id.
-    let local = runtime
-        .image_status(&image_spec(BUSYBOX), false)
-        .await
-        .unwrap()
-        .image;
+    let local = image_present(&runtime, &image_spec(BUSYBOX)).await;
     let local = local.expect("busybox imported by hack/images");
     let pulled = runtime
         .pull_image(
