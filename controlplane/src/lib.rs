@@ -3,3 +3,7 @@
 //! kubelets (ferrolet's or upstream's) to drive a cluster.
 
 pub mod store;
+pub mod api;
+pub mod resources;
+pub mod cache;
+pub mod registry;

@@ -130,3 +130,5 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets history up to and including `revision`.
     async fn compact(&self, revision: Revision) -> Result<()>;
 }
+
+pub mod memory;

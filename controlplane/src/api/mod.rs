@@ -1,0 +1,5 @@
+//! The Kubernetes API over HTTPS.
+
+pub mod error;
+pub mod request;
+pub mod selectors;
