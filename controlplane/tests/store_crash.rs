@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
+use ferrolet_controlplane::store::embedded::OpenError;
 use ferrolet_controlplane::store::{EmbeddedStore, Error, EventKind, Revision, Store};
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -90,6 +91,11 @@ async fn embedded_store_keeps_acknowledged_writes_across_sigkill() -> anyhow::Re
             acked.len()
         );
         record(&line, &mut acked)?;
+    }
+    // The child holds the data directory: another process cannot open it meanwhile.
+    match EmbeddedStore::open(dir.path()).await {
+        Err(OpenError::InUse { .. }) => {}
+        other => bail!("opening the directory the child uses: expected InUse, got {other:?}"),
     }
     child.start_kill().context("SIGKILL to the child")?;
     let status = tokio::time::timeout(WAIT, child.wait()).await??;

@@ -147,6 +147,9 @@ struct Shared {
     /// The last compaction's revision.
     compacted: AtomicI64,
     catch_up_page: usize,
+    /// Runs where a watcher has read the table to its end and is about to subscribe.
+    #[cfg(test)]
+    before_subscribe: Mutex<tests::Hook>,
 }
 
 impl Shared {
@@ -205,6 +208,8 @@ impl EmbeddedStore {
             revision: AtomicI64::new(opened.state.revision),
             compacted: AtomicI64::new(opened.state.compacted),
             catch_up_page: config.catch_up_page.max(1),
+            #[cfg(test)]
+            before_subscribe: Mutex::default(),
         });
         let (requests, inbox) = mpsc::channel(config.queue_depth.max(1));
         writer::spawn(

@@ -119,7 +119,15 @@ impl Watcher {
             self.position = self.position.max(page.revision);
             match live {
                 Some(live) => Phase::Live { live },
-                None => match self.shared.subscribe() {
+                None => match {
+                    #[cfg(test)]
+                    self.shared
+                        .before_subscribe
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .run();
+                    self.shared.subscribe()
+                } {
                     Some(live) => Phase::CatchUp { live: Some(live) },
                     // The store is closing; what was committed has been read.
                     None => Phase::Finished,

@@ -10,7 +10,8 @@
 //! store (one etcd) serves the whole suite and may hold other data. Cases run one after the
 //! other; `compaction` runs last because compaction is global to the store.
 
-mod cases;
+mod basic;
+mod watches;
 
 use std::fmt;
 use std::sync::Arc;
@@ -53,8 +54,51 @@ impl Case {
 /// Every case, in the order they must run.
 #[must_use]
 pub fn cases() -> Vec<Case> {
-    cases::ALL.to_vec()
+    ALL.to_vec()
 }
+
+const ALL: &[Case] = &[
+    Case {
+        name: "crud",
+        run: |s, r| Box::pin(basic::crud(s, r)),
+    },
+    Case {
+        name: "refusals",
+        run: |s, r| Box::pin(basic::refusals(s, r)),
+    },
+    Case {
+        name: "revisions_increase_across_keys",
+        run: |s, r| Box::pin(basic::revisions_increase_across_keys(s, r)),
+    },
+    Case {
+        name: "list_is_a_snapshot_at_its_revision",
+        run: |s, r| Box::pin(watches::list_is_a_snapshot_at_its_revision(s, r)),
+    },
+    Case {
+        name: "watch_replays_history_with_prev",
+        run: |s, r| Box::pin(watches::watch_replays_history_with_prev(s, r)),
+    },
+    Case {
+        name: "watch_resumes_from_the_middle",
+        run: |s, r| Box::pin(watches::watch_resumes_from_the_middle(s, r)),
+    },
+    Case {
+        name: "watch_sees_concurrent_writers_exactly_once",
+        run: |s, r| Box::pin(watches::watch_sees_concurrent_writers_exactly_once(s, r)),
+    },
+    Case {
+        name: "prefixes_are_isolated",
+        run: |s, r| Box::pin(watches::prefixes_are_isolated(s, r)),
+    },
+    Case {
+        name: "concurrent_conditional_updates_conflict",
+        run: |s, r| Box::pin(basic::concurrent_conditional_updates_conflict(s, r)),
+    },
+    Case {
+        name: "compaction",
+        run: |s, r| Box::pin(basic::compaction(s, r)),
+    },
+];
 
 /// The cases that failed.
 #[derive(Debug, thiserror::Error)]
