@@ -119,15 +119,9 @@ impl Watcher {
             self.position = self.position.max(page.revision);
             match live {
                 Some(live) => Phase::Live { live },
-                None => match {
-                    #[cfg(test)]
-                    self.shared
-                        .before_subscribe
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .run();
-                    self.shared.subscribe()
-                } {
+                // Subscribe, then read the table once more: whatever is committed from
+                // here on is in that read or in the subscription.
+                None => match self.subscribe() {
                     Some(live) => Phase::CatchUp { live: Some(live) },
                     // The store is closing; what was committed has been read.
                     None => Phase::Finished,
@@ -135,6 +129,16 @@ impl Watcher {
             }
         };
         Ok(())
+    }
+
+    fn subscribe(&self) -> Option<broadcast::Receiver<Arc<Batch>>> {
+        #[cfg(test)]
+        self.shared
+            .before_subscribe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .run();
+        self.shared.subscribe()
     }
 
     /// Queues the matching events of a live batch that are past `position`.
