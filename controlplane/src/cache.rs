@@ -48,7 +48,10 @@ pub struct Change {
 pub enum CacheError {
     /// The requested history is older than the cache's window.
     #[error("too old resource version: {requested} ({oldest})")]
-    TooOld { requested: Revision, oldest: Revision },
+    TooOld {
+        requested: Revision,
+        oldest: Revision,
+    },
     /// The cache did not reach the revision in time.
     #[error("the watch cache did not reach revision {wanted} within {timeout:?} (at {current})")]
     NotReady {
@@ -86,7 +89,10 @@ fn to_object(kv: &KeyValue, revision: Revision) -> Arc<CachedObject> {
         Value::Null
     });
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
     }
     Arc::new(CachedObject {
         key: kv.key.clone(),
@@ -165,11 +171,15 @@ impl WatchCache {
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn apply(&self, event: &store::Event) -> Revision {
@@ -305,9 +315,14 @@ mod tests {
     use serde_json::json;
 
     async fn cache_with(store: &MemoryStore, capacity: usize) -> WatchCache {
-        WatchCache::start(Arc::new(store.clone()), "/registry/", capacity, CancellationToken::new())
-            .await
-            .unwrap()
+        WatchCache::start(
+            Arc::new(store.clone()),
+            "/registry/",
+            capacity,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap()
     }
 
     fn pod(name: &str) -> Vec<u8> {
@@ -320,12 +335,21 @@ mod tests {
         store.create("/registry/pods/a/x", pod("x")).await.unwrap();
         let cache = cache_with(&store, 100).await;
         let y = store.create("/registry/pods/a/y", pod("y")).await.unwrap();
-        cache.wait_for(y.mod_revision, Duration::from_secs(5)).await.unwrap();
+        cache
+            .wait_for(y.mod_revision, Duration::from_secs(5))
+            .await
+            .unwrap();
         let (objects, revision) = cache.list("/registry/pods/");
         assert_eq!(revision, y.mod_revision);
-        let names: Vec<_> = objects.iter().map(|o| o.value["metadata"]["name"].clone()).collect();
+        let names: Vec<_> = objects
+            .iter()
+            .map(|o| o.value["metadata"]["name"].clone())
+            .collect();
         assert_eq!(names, [json!("x"), json!("y")]);
-        assert_eq!(objects[1].value["metadata"]["resourceVersion"], json!(y.mod_revision.to_string()));
+        assert_eq!(
+            objects[1].value["metadata"]["resourceVersion"],
+            json!(y.mod_revision.to_string())
+        );
     }
 
     #[tokio::test]
@@ -333,16 +357,28 @@ mod tests {
         let store = MemoryStore::new();
         let cache = cache_with(&store, 100).await;
         let a = store.create("/registry/pods/a/x", pod("x")).await.unwrap();
-        let b = store.update("/registry/pods/a/x", pod("x"), a.mod_revision).await.unwrap();
-        cache.wait_for(b.mod_revision, Duration::from_secs(5)).await.unwrap();
+        let b = store
+            .update("/registry/pods/a/x", pod("x"), a.mod_revision)
+            .await
+            .unwrap();
+        cache
+            .wait_for(b.mod_revision, Duration::from_secs(5))
+            .await
+            .unwrap();
         let mut changes = cache.watch("/registry/pods/", a.mod_revision - 1).unwrap();
         store.delete("/registry/pods/a/x", None).await.unwrap();
-        store.create("/registry/configmaps/a/c", pod("c")).await.unwrap();
+        store
+            .create("/registry/configmaps/a/c", pod("c"))
+            .await
+            .unwrap();
         let kinds: Vec<ChangeKind> = futures::stream::StreamExt::take(&mut changes, 3)
             .map(|c| c.kind)
             .collect()
             .await;
-        assert_eq!(kinds, [ChangeKind::Added, ChangeKind::Modified, ChangeKind::Deleted]);
+        assert_eq!(
+            kinds,
+            [ChangeKind::Added, ChangeKind::Modified, ChangeKind::Deleted]
+        );
     }
 
     #[tokio::test]
@@ -351,10 +387,17 @@ mod tests {
         let cache = cache_with(&store, 2).await;
         let mut last = 0;
         for i in 0..5 {
-            last = store.create(&format!("/registry/pods/a/{i}"), pod("p")).await.unwrap().mod_revision;
+            last = store
+                .create(&format!("/registry/pods/a/{i}"), pod("p"))
+                .await
+                .unwrap()
+                .mod_revision;
         }
         cache.wait_for(last, Duration::from_secs(5)).await.unwrap();
-        assert!(matches!(cache.watch("/registry/", 1), Err(CacheError::TooOld { .. })));
+        assert!(matches!(
+            cache.watch("/registry/", 1),
+            Err(CacheError::TooOld { .. })
+        ));
         assert!(cache.watch("/registry/", last - 1).is_ok());
     }
 }

@@ -2,8 +2,8 @@
 //! etcd), a scheduler and a few controllers, enough for the ordinary `kubectl` and for real
 //! kubelets (ferrolet's or upstream's) to drive a cluster.
 
-pub mod store;
 pub mod api;
-pub mod resources;
 pub mod cache;
 pub mod registry;
+pub mod resources;
+pub mod store;

@@ -22,23 +22,59 @@ const ALL: &[&str] = &["all"];
 
 /// Every served resource, in discovery order.
 pub static RESOURCES: &[ResourceInfo] = &[
-    core("Namespace", "namespaces", false, &["ns"], &[], &["status", "finalize"]),
+    core(
+        "Namespace",
+        "namespaces",
+        false,
+        &["ns"],
+        &[],
+        &["status", "finalize"],
+    ),
     core(
         "Pod",
         "pods",
         true,
         &["po"],
         ALL,
-        &["status", "binding", "log", "exec", "attach", "portforward", "eviction"],
+        &[
+            "status",
+            "binding",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+            "eviction",
+        ],
     ),
     core("Node", "nodes", false, &["no"], &[], &["status", "proxy"]),
     core("Event", "events", true, &["ev"], &[], &[]),
     core("ConfigMap", "configmaps", true, &["cm"], &[], &[]),
     core("Secret", "secrets", true, &[], &[], &[]),
-    core("Service", "services", true, &["svc"], ALL, &["status", "proxy"]),
+    core(
+        "Service",
+        "services",
+        true,
+        &["svc"],
+        ALL,
+        &["status", "proxy"],
+    ),
     core("Endpoints", "endpoints", true, &["ep"], &[], &[]),
-    core("ServiceAccount", "serviceaccounts", true, &["sa"], &[], &["token"]),
-    core("PersistentVolume", "persistentvolumes", false, &["pv"], &[], &["status"]),
+    core(
+        "ServiceAccount",
+        "serviceaccounts",
+        true,
+        &["sa"],
+        &[],
+        &["token"],
+    ),
+    core(
+        "PersistentVolume",
+        "persistentvolumes",
+        false,
+        &["pv"],
+        &[],
+        &["status"],
+    ),
     core(
         "PersistentVolumeClaim",
         "persistentvolumeclaims",
@@ -221,7 +257,10 @@ mod tests {
     #[test]
     fn keys_follow_the_registry_layout() {
         let pods = lookup("", "v1", "pods").unwrap();
-        assert_eq!(pods.key(Some("default"), "nginx"), "/registry/pods/default/nginx");
+        assert_eq!(
+            pods.key(Some("default"), "nginx"),
+            "/registry/pods/default/nginx"
+        );
         assert_eq!(pods.key_prefix_in(None), "/registry/pods/");
         let nodes = lookup("", "v1", "nodes").unwrap();
         assert_eq!(nodes.key(Some("ignored"), "n1"), "/registry/nodes/n1");
@@ -241,7 +280,10 @@ mod tests {
         let prefixes: Vec<String> = RESOURCES.iter().map(ResourceInfo::key_prefix).collect();
         for (i, a) in prefixes.iter().enumerate() {
             for (j, b) in prefixes.iter().enumerate() {
-                assert!(i == j || !b.starts_with(a.as_str()), "{a} is a prefix of {b}");
+                assert!(
+                    i == j || !b.starts_with(a.as_str()),
+                    "{a} is a prefix of {b}"
+                );
             }
         }
     }

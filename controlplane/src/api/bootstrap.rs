@@ -1,5 +1,5 @@
 //! System objects: the namespaces every cluster starts with, each namespace's `default`
-//! ServiceAccount and `kube-root-ca.crt`, and the `kubernetes` Service in `default`.
+//! `ServiceAccount` and `kube-root-ca.crt`, and the `kubernetes` Service in `default`.
 
 use serde_json::{Value, json};
 
@@ -11,11 +11,17 @@ use crate::resources;
 use crate::store;
 
 /// The namespaces created at start.
-pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 impl ApiServer {
     /// Creates an object through its strategy unless one with its name exists.
-    pub async fn ensure_object(&self, plural: &str, namespace: Option<&str>, mut object: Value) -> ApiResult<()> {
+    pub async fn ensure_object(
+        &self,
+        plural: &str,
+        namespace: Option<&str>,
+        mut object: Value,
+    ) -> ApiResult<()> {
         let resource = resources::RESOURCES
             .iter()
             .find(|r| r.plural == plural)
@@ -24,7 +30,10 @@ impl ApiServer {
             .registry
             .get(plural)
             .ok_or_else(|| ApiError::internal(format!("no strategy for {plural}")))?;
-        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if let Some(ns) = namespace {
             object["metadata"]["namespace"] = json!(ns);
         }
@@ -32,16 +41,24 @@ impl ApiServer {
         object["metadata"]["creationTimestamp"] = json!(now_rfc3339());
         let mut object = strategy.decode(&object)?.value;
         strategy.create(&mut object)?;
-        match self.store.create(&resource.key(namespace, &name), encode_for_store(&object)).await {
+        match self
+            .store
+            .create(&resource.key(namespace, &name), encode_for_store(&object))
+            .await
+        {
             Ok(_) | Err(store::Error::AlreadyExists { .. }) => Ok(()),
             Err(err) => Err(err.into()),
         }
     }
 
-    /// What every namespace gets: its `default` ServiceAccount and the cluster CA.
+    /// What every namespace gets: its `default` `ServiceAccount` and the cluster CA.
     pub async fn populate_namespace(&self, namespace: &str) {
-        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
-        if let Err(err) = self.ensure_object("serviceaccounts", Some(namespace), account).await {
+        let account =
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+        if let Err(err) = self
+            .ensure_object("serviceaccounts", Some(namespace), account)
+            .await
+        {
             tracing::error!(namespace, %err, "create the default ServiceAccount");
         }
         if let Some(ca) = &self.config.ca_pem {
@@ -51,7 +68,10 @@ impl ApiServer {
                 "metadata": {"name": ROOT_CA_CONFIGMAP, "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
                 "data": {"ca.crt": ca},
             });
-            if let Err(err) = self.ensure_object("configmaps", Some(namespace), configmap).await {
+            if let Err(err) = self
+                .ensure_object("configmaps", Some(namespace), configmap)
+                .await
+            {
                 tracing::error!(namespace, %err, "publish the cluster CA");
             }
         }
@@ -60,7 +80,8 @@ impl ApiServer {
     /// Creates the system namespaces and the `kubernetes` Service.
     pub async fn bootstrap(&self) -> ApiResult<()> {
         for namespace in SYSTEM_NAMESPACES {
-            let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+            let object =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
             self.ensure_object("namespaces", None, object).await?;
             self.populate_namespace(namespace).await;
         }
@@ -82,6 +103,7 @@ impl ApiServer {
                 "sessionAffinity": "None",
             },
         });
-        self.ensure_object("services", Some("default"), service).await
+        self.ensure_object("services", Some("default"), service)
+            .await
     }
 }

@@ -16,29 +16,44 @@ use crate::resources::{self, RESOURCES, ResourceInfo};
 pub const KUBERNETES_VERSION: &str = "v1.33.0";
 
 const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
-const AGGREGATED_V2BETA1: &str = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+const AGGREGATED_V2BETA1: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
 
-pub(crate) fn handle(server: &ApiServer, info: &RequestInfo, request: &Request<Body>) -> ApiResult<Response> {
+pub(crate) fn handle(
+    server: &ApiServer,
+    info: &RequestInfo,
+    request: &Request<Body>,
+) -> ApiResult<Response> {
     let parts: Vec<&str> = info.parts.iter().map(String::as_str).collect();
-    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     match parts.as_slice() {
         ["version"] => Ok(json_response(StatusCode::OK, &version())),
         ["healthz" | "livez" | "readyz", ..] => Ok((StatusCode::OK, "ok").into_response()),
         ["api"] => match aggregated(accept) {
             Some(v) => Ok(aggregated_response(v, &aggregated_core(v))),
-            None => Ok(json_response(StatusCode::OK, &json!({
-                "kind": "APIVersions",
-                "versions": ["v1"],
-                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server.config.advertise_address}],
-            }))),
+            None => Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server.config.advertise_address}],
+                }),
+            )),
         },
         ["apis"] => match aggregated(accept) {
             Some(v) => Ok(aggregated_response(v, &aggregated_groups(v))),
-            None => Ok(json_response(StatusCode::OK, &json!({
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": resources::groups().iter().map(|(g, v)| group(g, v)).collect::<Vec<_>>(),
-            }))),
+            None => Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "kind": "APIGroupList",
+                    "apiVersion": "v1",
+                    "groups": resources::groups().iter().map(|(g, v)| group(g, v)).collect::<Vec<_>>(),
+                }),
+            )),
         },
         ["api", "v1"] => Ok(json_response(StatusCode::OK, &resource_list("", "v1"))),
         ["apis", name] => {
@@ -79,11 +94,8 @@ fn group(name: &str, version: &str) -> Value {
 }
 
 /// The verbs of a resource, as discovery lists them.
-fn verbs(resource: &ResourceInfo) -> Vec<&'static str> {
+fn verbs(_resource: &ResourceInfo) -> Vec<&'static str> {
     vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-        .into_iter()
-        .filter(|v| resource.kind != "Event" || *v != "deletecollection" || true)
-        .collect()
 }
 
 fn subresource_verbs(subresource: &str) -> Vec<&'static str> {
@@ -91,13 +103,16 @@ fn subresource_verbs(subresource: &str) -> Vec<&'static str> {
         "status" => vec!["get", "patch", "update"],
         "binding" | "eviction" | "token" => vec!["create"],
         "finalize" => vec!["update"],
-        "log" => vec!["get"],
         "exec" | "attach" | "portforward" | "proxy" => vec!["create", "get"],
+        // log and anything read-only
         _ => vec!["get"],
     }
 }
 
-fn subresource_kind(resource: &ResourceInfo, subresource: &str) -> (&'static str, &'static str, String) {
+fn subresource_kind(
+    resource: &ResourceInfo,
+    subresource: &str,
+) -> (&'static str, &'static str, String) {
     match subresource {
         "binding" => ("", "v1", "Binding".into()),
         "eviction" => ("policy", "v1", "Eviction".into()),
@@ -112,7 +127,10 @@ fn subresource_kind(resource: &ResourceInfo, subresource: &str) -> (&'static str
 
 fn resource_list(group: &str, version: &str) -> Value {
     let mut entries = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular_name(),
@@ -143,7 +161,11 @@ fn resource_list(group: &str, version: &str) -> Value {
             entries.push(entry);
         }
     }
-    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": entries})
 }
 
@@ -151,7 +173,8 @@ fn resource_list(group: &str, version: &str) -> Value {
 fn aggregated(accept: &str) -> Option<&'static str> {
     for choice in accept.split(',') {
         let params: Vec<&str> = choice.split(';').map(str::trim).collect();
-        if params.contains(&"g=apidiscovery.k8s.io") && params.contains(&"as=APIGroupDiscoveryList") {
+        if params.contains(&"g=apidiscovery.k8s.io") && params.contains(&"as=APIGroupDiscoveryList")
+        {
             if params.contains(&"v=v2") {
                 return Some("v2");
             }
@@ -164,11 +187,16 @@ fn aggregated(accept: &str) -> Option<&'static str> {
 }
 
 fn aggregated_response(version: &str, body: &Value) -> Response {
-    let content_type = if version == "v2" { AGGREGATED_V2 } else { AGGREGATED_V2BETA1 };
+    let content_type = if version == "v2" {
+        AGGREGATED_V2
+    } else {
+        AGGREGATED_V2BETA1
+    };
     let mut response = json_response(StatusCode::OK, body);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
     response
 }
 
@@ -207,20 +235,25 @@ fn discovery_version(group: &str, version: &str) -> Value {
     json!({"version": version, "resources": resources, "freshness": "Current"})
 }
 
-fn discovery_list(version: &str, items: Vec<Value>) -> Value {
+fn discovery_list(version: &str, items: &[Value]) -> Value {
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{version}"), "metadata": {}, "items": items})
 }
 
 fn aggregated_core(version: &str) -> Value {
-    discovery_list(version, vec![json!({"metadata": {"creationTimestamp": null}, "versions": [discovery_version("", "v1")]})])
+    discovery_list(
+        version,
+        &[
+            json!({"metadata": {"creationTimestamp": null}, "versions": [discovery_version("", "v1")]}),
+        ],
+    )
 }
 
 fn aggregated_groups(version: &str) -> Value {
-    let items = resources::groups()
+    let items: Vec<Value> = resources::groups()
         .into_iter()
         .map(|(g, v)| json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": [discovery_version(g, v)]}))
         .collect();
-    discovery_list(version, items)
+    discovery_list(version, &items)
 }
 
 #[cfg(test)]
@@ -230,14 +263,29 @@ mod tests {
     #[test]
     fn core_resource_list_has_pods_and_subresources() {
         let list = resource_list("", "v1");
-        let names: Vec<&str> = list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"pods"));
         assert!(names.contains(&"pods/status"));
         assert!(names.contains(&"pods/binding"));
-        let pods = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods").unwrap();
+        let pods = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods")
+            .unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["namespaced"], true);
-        let eviction = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/eviction").unwrap();
+        let eviction = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "pods/eviction")
+            .unwrap();
         assert_eq!(eviction["group"], "policy");
     }
 
@@ -247,7 +295,10 @@ mod tests {
         assert_eq!(aggregated(kubectl), Some("v2"));
         assert_eq!(aggregated("application/json"), None);
         let groups = aggregated_groups("v2");
-        assert_eq!(groups["items"][0]["metadata"]["name"], "coordination.k8s.io");
+        assert_eq!(
+            groups["items"][0]["metadata"]["name"],
+            "coordination.k8s.io"
+        );
         let leases = &groups["items"][0]["versions"][0]["resources"][0];
         assert_eq!(leases["scope"], "Namespaced");
     }

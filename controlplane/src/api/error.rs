@@ -173,7 +173,11 @@ impl ApiError {
         let summaries: Vec<String> = errors.iter().map(FieldError::summary).collect();
         let message = match summaries.as_slice() {
             [one] => format!("{} {name:?} is invalid: {one}", resource.kind),
-            many => format!("{} {name:?} is invalid: [{}]", resource.kind, many.join(", ")),
+            many => format!(
+                "{} {name:?} is invalid: [{}]",
+                resource.kind,
+                many.join(", ")
+            ),
         };
         let causes: Vec<Value> = errors
             .iter()
@@ -231,7 +235,11 @@ impl ApiError {
 
     #[must_use]
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            message,
+        )
     }
 
     #[must_use]
@@ -264,7 +272,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code.as_u16(), self.reason, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code.as_u16(),
+            self.reason,
+            self.message
+        )
     }
 }
 
@@ -289,7 +303,10 @@ impl From<crate::store::Error> for ApiError {
     fn from(err: crate::store::Error) -> Self {
         use crate::store::Error as S;
         match err {
-            S::Compacted { requested, compacted } => ApiError::gone(format!(
+            S::Compacted {
+                requested,
+                compacted,
+            } => ApiError::gone(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             S::Backend { .. } => ApiError::unavailable(err.to_string()),
@@ -315,16 +332,26 @@ mod tests {
         assert_eq!(status["details"], json!({"name": "nginx", "kind": "pods"}));
         let leases = lookup("coordination.k8s.io", "v1", "leases").unwrap();
         let status = ApiError::already_exists(leases, "n1").status();
-        assert_eq!(status["message"], "leases.coordination.k8s.io \"n1\" already exists");
+        assert_eq!(
+            status["message"],
+            "leases.coordination.k8s.io \"n1\" already exists"
+        );
         assert_eq!(status["details"]["group"], "coordination.k8s.io");
     }
 
     #[test]
     fn invalid_lists_every_cause() {
         let pods = lookup("", "v1", "pods").unwrap();
-        let one = ApiError::invalid(pods, "x", &[FieldError::required("spec.containers[0].image")]);
+        let one = ApiError::invalid(
+            pods,
+            "x",
+            &[FieldError::required("spec.containers[0].image")],
+        );
         assert_eq!(one.code, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(one.message, "Pod \"x\" is invalid: spec.containers[0].image: Required value");
+        assert_eq!(
+            one.message,
+            "Pod \"x\" is invalid: spec.containers[0].image: Required value"
+        );
         let two = ApiError::invalid(
             pods,
             "x",
@@ -338,7 +365,10 @@ mod tests {
             "Pod \"x\" is invalid: [spec.containers[0].image: Required value, \
              spec.containers[1].name: Duplicate value: \"app\"]"
         );
-        let causes = two.status()["details"]["causes"].as_array().unwrap().clone();
+        let causes = two.status()["details"]["causes"]
+            .as_array()
+            .unwrap()
+            .clone();
         assert_eq!(causes.len(), 2);
         assert_eq!(causes[1]["reason"], "FieldValueDuplicate");
         assert_eq!(causes[1]["field"], "spec.containers[1].name");
@@ -349,6 +379,8 @@ mod tests {
         let pods = lookup("", "v1", "pods").unwrap();
         let err = ApiError::modified(pods, "nginx");
         assert_eq!(err.code, StatusCode::CONFLICT);
-        assert!(err.message.starts_with("Operation cannot be fulfilled on pods \"nginx\": the object has been modified"));
+        assert!(err.message.starts_with(
+            "Operation cannot be fulfilled on pods \"nginx\": the object has been modified"
+        ));
     }
 }

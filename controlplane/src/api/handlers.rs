@@ -65,7 +65,10 @@ pub(crate) fn decode_stored(kv: &KeyValue) -> ApiResult<Value> {
 
 pub(crate) fn set_resource_version(value: &mut Value, revision: i64) {
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
     }
 }
 
@@ -87,7 +90,9 @@ pub(crate) fn represent(ctx: &Context, resource: &ResourceInfo, object: &Value) 
         Representation::Table => table::table(
             resource,
             &[object],
-            object["metadata"]["resourceVersion"].as_str().unwrap_or_default(),
+            object["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default(),
             None,
             ctx.options.include_object.as_deref(),
             true,
@@ -114,7 +119,10 @@ pub(crate) async fn get(ctx: &Context) -> ApiResult<Response> {
         .await?
         .ok_or_else(|| ApiError::not_found(resource, ctx.name()))?;
     let object = decode_stored(&kv)?;
-    Ok(json_response(StatusCode::OK, &represent(ctx, resource, &object)))
+    Ok(json_response(
+        StatusCode::OK,
+        &represent(ctx, resource, &object),
+    ))
 }
 
 /// Selectors of a list or watch request.
@@ -171,7 +179,13 @@ pub(crate) async fn cache_at(ctx: &Context) -> ApiResult<()> {
         .cache
         .wait_for(wanted, CACHE_WAIT)
         .await
-        .map_err(|e| ApiError::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", format!("Too large resource version: {e}")))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Timeout",
+                format!("Too large resource version: {e}"),
+            )
+        })
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -184,7 +198,8 @@ struct ContinueToken {
 const MAX_SNAPSHOTS: usize = 64;
 
 fn encode_token(token: &ContinueToken) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(token).unwrap_or_default())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(token).unwrap_or_default())
 }
 
 fn decode_token(text: &str) -> ApiResult<ContinueToken> {
@@ -198,22 +213,37 @@ fn decode_token(text: &str) -> ApiResult<ContinueToken> {
 pub(crate) async fn list(ctx: &Context) -> ApiResult<Response> {
     let (resource, strategy) = ctx.resource()?;
     let filter = Filter::new(&ctx.options, strategy)?;
-    let (snapshot, offset, id) = match ctx.options.continue_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => {
-            let token = decode_token(token)?;
-            let snapshots = ctx.server.snapshots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let snapshot = snapshots.0.get(&token.id).cloned().ok_or_else(|| {
-                ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
-            })?;
-            (snapshot, token.offset, token.id)
-        }
-        None => {
-            cache_at(ctx).await?;
-            let (objects, revision) = ctx.server.cache.list(&resource.key_prefix_in(ctx.namespace()));
-            let objects: Vec<Arc<CachedObject>> =
-                objects.into_iter().filter(|o| filter.matches(&o.value)).collect();
-            (Arc::new(Snapshot { objects, revision }), 0, uuid::Uuid::new_v4().to_string())
-        }
+    let (snapshot, offset, id) = if let Some(token) = ctx
+        .options
+        .continue_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    {
+        let token = decode_token(token)?;
+        let snapshots = ctx
+            .server
+            .snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let snapshot = snapshots.0.get(&token.id).cloned().ok_or_else(|| {
+            ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+        })?;
+        (snapshot, token.offset, token.id)
+    } else {
+        cache_at(ctx).await?;
+        let (objects, revision) = ctx
+            .server
+            .cache
+            .list(&resource.key_prefix_in(ctx.namespace()));
+        let objects: Vec<Arc<CachedObject>> = objects
+            .into_iter()
+            .filter(|o| filter.matches(&o.value))
+            .collect();
+        (
+            Arc::new(Snapshot { objects, revision }),
+            0,
+            uuid::Uuid::new_v4().to_string(),
+        )
     };
     let total = snapshot.objects.len();
     let limit = ctx
@@ -222,9 +252,16 @@ pub(crate) async fn list(ctx: &Context) -> ApiResult<Response> {
         .filter(|l| *l > 0)
         .map_or(total, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let end = offset.saturating_add(limit).min(total);
-    let page: Vec<&Value> = snapshot.objects[offset.min(total)..end].iter().map(|o| &o.value).collect();
+    let page: Vec<&Value> = snapshot.objects[offset.min(total)..end]
+        .iter()
+        .map(|o| &o.value)
+        .collect();
     let continue_token = (end < total).then(|| {
-        let mut snapshots = ctx.server.snapshots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut snapshots = ctx
+            .server
+            .snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !snapshots.0.contains_key(&id) {
             snapshots.0.insert(id.clone(), snapshot.clone());
             snapshots.1.push_back(id.clone());
@@ -262,7 +299,11 @@ pub(crate) async fn list(ctx: &Context) -> ApiResult<Response> {
                     "meta.k8s.io/v1".into(),
                     page.iter().map(|o| table::partial_metadata(o)).collect(),
                 ),
-                _ => (resource.list_kind(), resource.api_version(), page.into_iter().cloned().collect()),
+                _ => (
+                    resource.list_kind(),
+                    resource.api_version(),
+                    page.into_iter().cloned().collect(),
+                ),
             };
             json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items})
         }
@@ -275,26 +316,28 @@ pub(crate) fn parse_body(body: &[u8]) -> ApiResult<Value> {
     if body.is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+    })
 }
 
 /// Checks `apiVersion` and `kind` of a body against the resource.
 pub(crate) fn check_type(body: &Value, resource: &ResourceInfo) -> ApiResult<()> {
-    if let Some(api_version) = body["apiVersion"].as_str().filter(|v| !v.is_empty()) {
-        if api_version != resource.api_version() {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({api_version}) does not match the expected API version ({})",
-                resource.api_version()
-            )));
-        }
+    if let Some(api_version) = body["apiVersion"].as_str().filter(|v| !v.is_empty())
+        && api_version != resource.api_version()
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            resource.api_version()
+        )));
     }
-    if let Some(kind) = body["kind"].as_str().filter(|k| !k.is_empty()) {
-        if kind != resource.kind {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({kind}) does not match the expected kind ({})",
-                resource.kind
-            )));
-        }
+    if let Some(kind) = body["kind"].as_str().filter(|k| !k.is_empty())
+        && kind != resource.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            resource.kind
+        )));
     }
     Ok(())
 }
@@ -304,9 +347,15 @@ pub(crate) fn field_validation(ctx: &Context, unknown: &[String]) -> ApiResult<V
     if unknown.is_empty() {
         return Ok(Vec::new());
     }
-    let messages: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    let messages: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
     match ctx.options.field_validation()? {
-        "Strict" => Err(ApiError::bad_request(format!("strict decoding error: {}", messages.join(", ")))),
+        "Strict" => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            messages.join(", ")
+        ))),
         "Warn" => Ok(messages),
         _ => Ok(Vec::new()),
     }
@@ -323,9 +372,20 @@ pub(crate) fn with_warnings(mut response: Response, warnings: &[String]) -> Resp
     response
 }
 
-async fn namespace_admission(ctx: &Context, resource: &ResourceInfo, namespace: &str, name: &str) -> ApiResult<()> {
-    let namespaces = crate::resources::lookup("", "v1", "namespaces").ok_or_else(|| ApiError::internal("namespaces are not served"))?;
-    let Some(ns) = ctx.server.store.get(&namespaces.key(None, namespace)).await? else {
+async fn namespace_admission(
+    ctx: &Context,
+    resource: &ResourceInfo,
+    namespace: &str,
+    name: &str,
+) -> ApiResult<()> {
+    let namespaces = crate::resources::lookup("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("namespaces are not served"))?;
+    let Some(ns) = ctx
+        .server
+        .store
+        .get(&namespaces.key(None, namespace))
+        .await?
+    else {
         return Err(ApiError::not_found(namespaces, namespace));
     };
     let ns: Value = serde_json::from_slice(&ns.value).unwrap_or_default();
@@ -351,12 +411,16 @@ pub(crate) async fn create(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
     let decoded = strategy.decode(&body)?;
     let warnings = field_validation(ctx, &decoded.unknown_fields)?;
     let mut object = decoded.value;
-    let meta = object["metadata"].as_object_mut().ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
+    let meta = object["metadata"]
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))?;
     if resource.namespaced {
         let url_ns = ctx.namespace().unwrap_or_default();
         match meta.get("namespace").and_then(Value::as_str) {
             Some(ns) if !ns.is_empty() && ns != url_ns => {
-                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
             }
             _ => {
                 meta.insert("namespace".into(), json!(url_ns));
@@ -365,9 +429,22 @@ pub(crate) async fn create(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
     } else {
         meta.remove("namespace");
     }
-    let generate_name = meta.get("generateName").and_then(Value::as_str).map(str::to_owned);
-    let given_name = meta.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_owned);
-    for key in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+    let generate_name = meta
+        .get("generateName")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let given_name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned);
+    for key in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+        "managedFields",
+    ] {
         meta.remove(key);
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -375,11 +452,17 @@ pub(crate) async fn create(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
     if strategy.has_spec() {
         meta.insert("generation".into(), json!(1));
     }
-    let attempts = if given_name.is_none() && generate_name.is_some() { 5 } else { 1 };
+    let attempts = if given_name.is_none() && generate_name.is_some() {
+        5
+    } else {
+        1
+    };
     for attempt in 0..attempts {
         let name = match (&given_name, &generate_name) {
             (Some(name), _) => name.clone(),
-            (None, Some(prefix)) => format!("{prefix}{}", crate::registry::pod::generated_name_suffix()),
+            (None, Some(prefix)) => {
+                format!("{prefix}{}", crate::registry::pod::generated_name_suffix())
+            }
             (None, None) => String::new(),
         };
         object["metadata"]["name"] = json!(name);
@@ -390,18 +473,31 @@ pub(crate) async fn create(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
         }
         super::admission::admit_create(ctx, resource, &mut candidate).await?;
         if ctx.options.dry_run() {
-            return Ok(with_warnings(json_response(StatusCode::CREATED, &candidate), &warnings));
+            return Ok(with_warnings(
+                json_response(StatusCode::CREATED, &candidate),
+                &warnings,
+            ));
         }
         let key = resource.key(ctx.namespace(), &name);
-        match ctx.server.store.create(&key, encode_for_store(&candidate)).await {
+        match ctx
+            .server
+            .store
+            .create(&key, encode_for_store(&candidate))
+            .await
+        {
             Ok(kv) => {
                 set_resource_version(&mut candidate, kv.mod_revision);
                 super::admission::after_create(ctx, resource, &candidate).await;
                 let body = represent(ctx, resource, &candidate);
-                return Ok(with_warnings(json_response(StatusCode::CREATED, &body), &warnings));
+                return Ok(with_warnings(
+                    json_response(StatusCode::CREATED, &body),
+                    &warnings,
+                ));
             }
             Err(store::Error::AlreadyExists { .. }) if attempt + 1 < attempts => {}
-            Err(store::Error::AlreadyExists { .. }) => return Err(ApiError::already_exists(resource, &name)),
+            Err(store::Error::AlreadyExists { .. }) => {
+                return Err(ApiError::already_exists(resource, &name));
+            }
             Err(err) => return Err(err.into()),
         }
     }
@@ -412,16 +508,28 @@ pub(crate) async fn create(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
 pub(crate) async fn bind(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
     let (resource, _) = ctx.resource()?;
     let binding = parse_body(body)?;
-    let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
-        let errors = [crate::api::error::FieldError::required("target.name")];
-        ApiError::invalid(resource, ctx.name(), &errors)
-    })?;
+    let node = binding["target"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            let errors = [crate::api::error::FieldError::required("target.name")];
+            ApiError::invalid(resource, ctx.name(), &errors)
+        })?;
     let key = ctx.key(resource);
     loop {
-        let kv = ctx.server.store.get(&key).await?.ok_or_else(|| ApiError::not_found(resource, ctx.name()))?;
+        let kv = ctx
+            .server
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(resource, ctx.name()))?;
         let mut pod = decode_stored(&kv)?;
         if pod["metadata"]["deletionTimestamp"].is_string() {
-            return Err(ApiError::conflict(resource, ctx.name(), "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                resource,
+                ctx.name(),
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         if let Some(current) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
             return Err(ApiError::conflict(
@@ -437,22 +545,38 @@ pub(crate) async fn bind(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
             }
         }
         set_condition(&mut pod, "PodScheduled", "True", None, None);
-        match ctx.server.store.update(&key, encode_for_store(&pod), kv.mod_revision).await {
+        match ctx
+            .server
+            .store
+            .update(&key, encode_for_store(&pod), kv.mod_revision)
+            .await
+        {
             Ok(_) => {
                 let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
                 return Ok(json_response(StatusCode::CREATED, &status));
             }
             Err(store::Error::Conflict { .. }) => {}
-            Err(store::Error::NotFound { .. }) => return Err(ApiError::not_found(resource, ctx.name())),
+            Err(store::Error::NotFound { .. }) => {
+                return Err(ApiError::not_found(resource, ctx.name()));
+            }
             Err(err) => return Err(err.into()),
         }
     }
 }
 
 /// Sets a status condition by type, keeping `lastTransitionTime` when the status is unchanged.
-pub(crate) fn set_condition(object: &mut Value, kind: &str, status: &str, reason: Option<&str>, message: Option<&str>) {
+pub(crate) fn set_condition(
+    object: &mut Value,
+    kind: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) {
     let now = now_rfc3339();
-    let conditions = object["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let conditions = object["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut found = false;
     let mut updated: Vec<Value> = conditions
         .into_iter()

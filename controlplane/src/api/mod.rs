@@ -1,18 +1,18 @@
 //! The Kubernetes API over HTTPS.
 
-pub mod error;
-pub mod request;
-pub mod selectors;
-pub mod options;
-pub mod table;
 pub(crate) mod admission;
 pub mod bootstrap;
 pub mod discovery;
+pub mod error;
 pub(crate) mod handlers;
 pub mod openapi;
+pub mod options;
 pub mod patching;
+pub mod request;
+pub mod selectors;
 pub mod serve;
 pub mod server;
+pub mod table;
 pub(crate) mod watch;
 pub(crate) mod write;
 

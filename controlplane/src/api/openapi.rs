@@ -1,4 +1,4 @@
-//! OpenAPI documents (`/openapi/v2`, `/openapi/v3`).
+//! `OpenAPI` documents (`/openapi/v2`, `/openapi/v3`).
 
 use axum::body::Body;
 use axum::response::Response;

@@ -84,10 +84,11 @@ fn serde_urlencoded_parse(query: &str) -> Result<QueryOptions, ApiError> {
         let key = percent_decode(key);
         let value = percent_decode(value);
         let json_value = match key.as_str() {
-            "limit" | "timeoutSeconds" | "gracePeriodSeconds" => value
-                .parse::<i64>()
-                .map(Value::from)
-                .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {value:?}")))?,
+            "limit" | "timeoutSeconds" | "gracePeriodSeconds" => {
+                value.parse::<i64>().map(Value::from).map_err(|_| {
+                    ApiError::bad_request(format!("invalid value for {key}: {value:?}"))
+                })?
+            }
             _ => Value::String(value),
         };
         map.insert(key, json_value);
@@ -171,13 +172,27 @@ mod tests {
             "labelSelector=app%3Dweb%2Ctier+in+%28a%2Cb%29&watch=true&resourceVersion=12&limit=500&continue=abc&allowWatchBookmarks=true",
         ))
         .unwrap();
-        assert_eq!(opts.label_selector.as_deref(), Some("app=web,tier in (a,b)"));
+        assert_eq!(
+            opts.label_selector.as_deref(),
+            Some("app=web,tier in (a,b)")
+        );
         assert!(opts.is_watch() && opts.bookmarks());
         assert_eq!(opts.limit, Some(500));
         assert_eq!(opts.continue_token.as_deref(), Some("abc"));
         assert!(QueryOptions::parse(Some("limit=x")).is_err());
-        assert_eq!(QueryOptions::parse(Some("fieldValidation=Strict")).unwrap().field_validation().unwrap(), "Strict");
-        assert!(QueryOptions::parse(Some("fieldValidation=Loud")).unwrap().field_validation().is_err());
+        assert_eq!(
+            QueryOptions::parse(Some("fieldValidation=Strict"))
+                .unwrap()
+                .field_validation()
+                .unwrap(),
+            "Strict"
+        );
+        assert!(
+            QueryOptions::parse(Some("fieldValidation=Loud"))
+                .unwrap()
+                .field_validation()
+                .is_err()
+        );
     }
 
     #[test]
@@ -187,10 +202,15 @@ mod tests {
         assert_eq!(negotiate(Some("application/json")), Representation::Object);
         assert_eq!(negotiate(None), Representation::Object);
         assert_eq!(
-            negotiate(Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json")),
+            negotiate(Some(
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+            )),
             Representation::Metadata
         );
-        assert_eq!(negotiate(Some("application/vnd.kubernetes.protobuf, */*")), Representation::Object);
+        assert_eq!(
+            negotiate(Some("application/vnd.kubernetes.protobuf, */*")),
+            Representation::Object
+        );
     }
 
     #[test]

@@ -25,9 +25,11 @@ impl PatchKind {
             "application/merge-patch+json" => Ok(PatchKind::Merge),
             "application/json-patch+json" => Ok(PatchKind::Json),
             "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::unsupported_media_type(
-                "server-side apply (application/apply-patch+yaml) is not supported by this API server yet; use client-side apply (kubectl apply --server-side=false) or another patch type",
-            )),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                Err(ApiError::unsupported_media_type(
+                    "server-side apply (application/apply-patch+yaml) is not supported by this API server yet; use client-side apply (kubectl apply --server-side=false) or another patch type",
+                ))
+            }
             other => Err(ApiError::unsupported_media_type(format!(
                 "the body of the request was in an unknown format {other:?} - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
             ))),
@@ -36,7 +38,12 @@ impl PatchKind {
 }
 
 /// Applies a patch to `original` (the current object).
-pub fn apply(_resource: &ResourceInfo, kind: PatchKind, original: &Value, body: &[u8]) -> ApiResult<Value> {
+pub fn apply(
+    _resource: &ResourceInfo,
+    kind: PatchKind,
+    original: &Value,
+    body: &[u8],
+) -> ApiResult<Value> {
     let patch: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let mut patched = original.clone();
@@ -47,8 +54,13 @@ pub fn apply(_resource: &ResourceInfo, kind: PatchKind, original: &Value, body: 
         PatchKind::Json => {
             let operations: json_patch::Patch = serde_json::from_value(patch)
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
-            json_patch::patch(&mut patched, &operations)
-                .map_err(|e| ApiError::new(http::StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("the JSON patch could not be applied: {e}")))?;
+            json_patch::patch(&mut patched, &operations).map_err(|e| {
+                ApiError::new(
+                    http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    format!("the JSON patch could not be applied: {e}"),
+                )
+            })?;
         }
     }
     Ok(patched)

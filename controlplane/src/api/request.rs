@@ -1,4 +1,4 @@
-//! What a request is about: kube-apiserver's RequestInfo (verb, group, version, namespace,
+//! What a request is about: kube-apiserver's `RequestInfo` (verb, group, version, namespace,
 //! resource, name, subresource) parsed from the method, path and query.
 
 use http::Method;
@@ -33,18 +33,22 @@ impl RequestInfo {
             verb: method.as_str().to_ascii_lowercase(),
             ..Default::default()
         };
-        let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+        let segments: Vec<&str> = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
         let Some((&prefix, rest)) = segments.split_first() else {
             return info;
         };
         let rest: Vec<&str> = match prefix {
             "api" if !rest.is_empty() => {
-                info.api_version = rest[0].to_owned();
+                rest[0].clone_into(&mut info.api_version);
                 rest[1..].to_vec()
             }
             "apis" if rest.len() >= 2 => {
-                info.api_group = rest[0].to_owned();
-                info.api_version = rest[1].to_owned();
+                rest[0].clone_into(&mut info.api_group);
+                rest[1].clone_into(&mut info.api_version);
                 rest[2..].to_vec()
             }
             _ => {
@@ -52,7 +56,7 @@ impl RequestInfo {
                 return info;
             }
         };
-        info.api_prefix = prefix.to_owned();
+        prefix.clone_into(&mut info.api_prefix);
         if rest.is_empty() {
             info.parts = segments.iter().map(|s| (*s).to_owned()).collect();
             return info;
@@ -83,18 +87,22 @@ impl RequestInfo {
             && rest.len() == 1
             && (rest[0] == "status" || rest[0] == "finalize")
         {
-            vec!["namespaces", info.namespace.as_deref().unwrap_or_default(), rest[0]]
+            vec![
+                "namespaces",
+                info.namespace.as_deref().unwrap_or_default(),
+                rest[0],
+            ]
         } else {
             rest
         };
-        info.resource = rest[0].to_owned();
+        rest[0].clone_into(&mut info.resource);
         info.name = rest.get(1).map(|s| (*s).to_owned());
         info.subresource = rest.get(2).map(|s| (*s).to_owned());
         if info.resource == "namespaces" {
             // A namespace is cluster-scoped: its own name is not its namespace.
             info.namespace = None;
         }
-        info.verb = match *method {
+        let verb = match *method {
             Method::GET | Method::HEAD if watch => "watch",
             Method::GET | Method::HEAD if info.name.is_none() => "list",
             Method::GET | Method::HEAD => "get",
@@ -104,8 +112,8 @@ impl RequestInfo {
             Method::DELETE if info.name.is_none() => "deletecollection",
             Method::DELETE => "delete",
             _ => "unknown",
-        }
-        .to_owned();
+        };
+        verb.clone_into(&mut info.verb);
         info
     }
 }
@@ -114,16 +122,23 @@ impl RequestInfo {
 mod tests {
     use super::*;
 
-    fn parse(method: Method, path: &str) -> RequestInfo {
-        RequestInfo::parse(&method, path, false)
+    fn parse(method: &Method, path: &str) -> RequestInfo {
+        RequestInfo::parse(method, path, false)
     }
 
     #[test]
     fn namespaced_resources_names_and_subresources() {
-        let info = parse(Method::PATCH, "/api/v1/namespaces/default/pods/nginx/status");
+        let info = parse(
+            &Method::PATCH,
+            "/api/v1/namespaces/default/pods/nginx/status",
+        );
         assert!(info.is_resource_request);
         assert_eq!(
-            (info.verb.as_str(), info.api_group.as_str(), info.api_version.as_str()),
+            (
+                info.verb.as_str(),
+                info.api_group.as_str(),
+                info.api_version.as_str()
+            ),
             ("patch", "", "v1")
         );
         assert_eq!(info.namespace.as_deref(), Some("default"));
@@ -131,39 +146,78 @@ mod tests {
         assert_eq!(info.name.as_deref(), Some("nginx"));
         assert_eq!(info.subresource.as_deref(), Some("status"));
 
-        let lease = parse(Method::PUT, "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1");
+        let lease = parse(
+            &Method::PUT,
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1",
+        );
         assert_eq!(lease.api_group, "coordination.k8s.io");
-        assert_eq!((lease.verb.as_str(), lease.resource.as_str()), ("update", "leases"));
+        assert_eq!(
+            (lease.verb.as_str(), lease.resource.as_str()),
+            ("update", "leases")
+        );
     }
 
     #[test]
     fn verbs_follow_method_name_and_watch() {
-        assert_eq!(parse(Method::GET, "/api/v1/pods").verb, "list");
-        assert_eq!(parse(Method::GET, "/api/v1/namespaces/a/pods/b").verb, "get");
-        assert_eq!(RequestInfo::parse(&Method::GET, "/api/v1/pods", true).verb, "watch");
-        assert_eq!(parse(Method::GET, "/api/v1/watch/namespaces/a/pods").verb, "watch");
-        assert_eq!(parse(Method::DELETE, "/api/v1/namespaces/a/pods").verb, "deletecollection");
-        assert_eq!(parse(Method::POST, "/api/v1/namespaces/a/pods/b/binding").verb, "create");
+        assert_eq!(parse(&Method::GET, "/api/v1/pods").verb, "list");
+        assert_eq!(
+            parse(&Method::GET, "/api/v1/namespaces/a/pods/b").verb,
+            "get"
+        );
+        assert_eq!(
+            RequestInfo::parse(&Method::GET, "/api/v1/pods", true).verb,
+            "watch"
+        );
+        assert_eq!(
+            parse(&Method::GET, "/api/v1/watch/namespaces/a/pods").verb,
+            "watch"
+        );
+        assert_eq!(
+            parse(&Method::DELETE, "/api/v1/namespaces/a/pods").verb,
+            "deletecollection"
+        );
+        assert_eq!(
+            parse(&Method::POST, "/api/v1/namespaces/a/pods/b/binding").verb,
+            "create"
+        );
     }
 
     #[test]
     fn namespaces_are_cluster_scoped() {
-        let ns = parse(Method::GET, "/api/v1/namespaces/kube-system");
-        assert_eq!((ns.resource.as_str(), ns.name.as_deref(), ns.namespace.as_deref()), ("namespaces", Some("kube-system"), None));
-        let status = parse(Method::PUT, "/api/v1/namespaces/kube-system/status");
+        let ns = parse(&Method::GET, "/api/v1/namespaces/kube-system");
+        assert_eq!(
+            (
+                ns.resource.as_str(),
+                ns.name.as_deref(),
+                ns.namespace.as_deref()
+            ),
+            ("namespaces", Some("kube-system"), None)
+        );
+        let status = parse(&Method::PUT, "/api/v1/namespaces/kube-system/status");
         assert_eq!(status.resource, "namespaces");
         assert_eq!(status.name.as_deref(), Some("kube-system"));
         assert_eq!(status.subresource.as_deref(), Some("status"));
         assert_eq!(status.namespace, None);
-        assert_eq!(parse(Method::GET, "/api/v1/namespaces").verb, "list");
+        assert_eq!(parse(&Method::GET, "/api/v1/namespaces").verb, "list");
     }
 
     #[test]
     fn discovery_and_other_paths_are_not_resource_requests() {
-        for path in ["/api", "/api/v1", "/apis", "/apis/storage.k8s.io", "/apis/storage.k8s.io/v1", "/version", "/openapi/v3/api/v1"] {
-            let info = parse(Method::GET, path);
+        for path in [
+            "/api",
+            "/api/v1",
+            "/apis",
+            "/apis/storage.k8s.io",
+            "/apis/storage.k8s.io/v1",
+            "/version",
+            "/openapi/v3/api/v1",
+        ] {
+            let info = parse(&Method::GET, path);
             assert!(!info.is_resource_request, "{path}");
         }
-        assert_eq!(parse(Method::GET, "/apis/storage.k8s.io/v1").parts, ["apis", "storage.k8s.io", "v1"]);
+        assert_eq!(
+            parse(&Method::GET, "/apis/storage.k8s.io/v1").parts,
+            ["apis", "storage.k8s.io", "v1"]
+        );
     }
 }

@@ -40,9 +40,17 @@ impl LabelSelector {
             } else if let Some((key, values)) = split_set(part, " in ") {
                 Requirement::In(label_key(key).map_err(|d| bad(&d))?, values)
             } else if let Some((key, value)) = part.split_once("!=") {
-                Requirement::NotEquals(label_key(key).map_err(|d| bad(&d))?, value.trim().to_owned())
-            } else if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
-                Requirement::Equals(label_key(key).map_err(|d| bad(&d))?, value.trim().to_owned())
+                Requirement::NotEquals(
+                    label_key(key).map_err(|d| bad(&d))?,
+                    value.trim().to_owned(),
+                )
+            } else if let Some((key, value)) =
+                part.split_once("==").or_else(|| part.split_once('='))
+            {
+                Requirement::Equals(
+                    label_key(key).map_err(|d| bad(&d))?,
+                    value.trim().to_owned(),
+                )
             } else {
                 Requirement::Exists(label_key(part).map_err(|d| bad(&d))?)
             };
@@ -202,7 +210,10 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -236,15 +247,24 @@ mod tests {
     fn bad_label_selectors_are_rejected() {
         for selector in ["a b", "=x", "app in (a"] {
             let err = LabelSelector::parse(selector);
-            assert!(err.is_err() || selector == "app in (a", "{selector}: {err:?}");
+            assert!(
+                err.is_err() || selector == "app in (a",
+                "{selector}: {err:?}"
+            );
         }
     }
 
     #[test]
     fn field_selectors_match_nested_fields() {
         let pod = json!({"metadata": {"name": "a", "namespace": "ns"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
-        let supported = ["metadata.name", "metadata.namespace", "spec.nodeName", "status.phase"];
-        let sel = FieldSelector::parse("spec.nodeName=n1,status.phase!=Pending", &supported).unwrap();
+        let supported = [
+            "metadata.name",
+            "metadata.namespace",
+            "spec.nodeName",
+            "status.phase",
+        ];
+        let sel =
+            FieldSelector::parse("spec.nodeName=n1,status.phase!=Pending", &supported).unwrap();
         assert!(sel.matches(&pod));
         assert_eq!(sel.required_value("spec.nodeName"), Some("n1"));
         let unscheduled = FieldSelector::parse("spec.nodeName=", &supported).unwrap();

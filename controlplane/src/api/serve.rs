@@ -54,19 +54,40 @@ pub async fn serve(
                             .peer_certificates()
                             .map(|chain| chain.iter().map(|c| c.as_ref().to_vec()).collect())
                             .unwrap_or_default();
-                        connection(server, TokioIo::new(tls), peer, PeerCertificates(certs), cancel).await;
+                        connection(
+                            server,
+                            TokioIo::new(tls),
+                            peer,
+                            PeerCertificates(certs),
+                            cancel,
+                        )
+                        .await;
                     }
                     Err(err) => tracing::debug!(%peer, %err, "TLS handshake failed"),
                 },
-                None => connection(server, TokioIo::new(stream), peer, PeerCertificates::default(), cancel).await,
+                None => {
+                    connection(
+                        server,
+                        TokioIo::new(stream),
+                        peer,
+                        PeerCertificates::default(),
+                        cancel,
+                    )
+                    .await;
+                }
             }
         });
     }
     connections.close();
 }
 
-async fn connection<I>(server: Arc<ApiServer>, io: I, peer: SocketAddr, certs: PeerCertificates, cancel: CancellationToken)
-where
+async fn connection<I>(
+    server: Arc<ApiServer>,
+    io: I,
+    peer: SocketAddr,
+    certs: PeerCertificates,
+    cancel: CancellationToken,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {

@@ -25,7 +25,7 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 /// Settings of the API server.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// Range of Service ClusterIPs (`--service-cluster-ip-range`).
+    /// Range of Service `ClusterIPs` (`--service-cluster-ip-range`).
     pub service_cidr: String,
     /// How often a watch with `allowWatchBookmarks` gets a bookmark.
     pub bookmark_interval: Duration,
@@ -56,6 +56,9 @@ pub(crate) struct Snapshot {
     pub revision: i64,
 }
 
+/// Recent list snapshots by id, and their ids oldest first (for eviction).
+pub(crate) type Snapshots = (HashMap<String, Arc<Snapshot>>, VecDeque<String>);
+
 /// The API server's shared state.
 pub struct ApiServer {
     pub store: Arc<dyn Store>,
@@ -63,15 +66,17 @@ pub struct ApiServer {
     pub registry: Registry,
     pub config: ApiConfig,
     pub services: ServiceIpAllocator,
-    /// Serializes ClusterIP and NodePort allocation.
+    /// Serializes `ClusterIP` and `NodePort` allocation.
     pub(crate) service_lock: tokio::sync::Mutex<()>,
-    pub(crate) snapshots: Mutex<(HashMap<String, Arc<Snapshot>>, VecDeque<String>)>,
+    pub(crate) snapshots: Mutex<Snapshots>,
     pub cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("ApiServer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -83,9 +88,14 @@ impl ApiServer {
         cancel: CancellationToken,
     ) -> Result<Arc<Self>, String> {
         let services = ServiceIpAllocator::new(&config.service_cidr)?;
-        let cache = WatchCache::start(store.clone(), "/registry/", config.cache_capacity, cancel.clone())
-            .await
-            .map_err(|e| format!("start the watch cache: {e}"))?;
+        let cache = WatchCache::start(
+            store.clone(),
+            "/registry/",
+            config.cache_capacity,
+            cancel.clone(),
+        )
+        .await
+        .map_err(|e| format!("start the watch cache: {e}"))?;
         Ok(Arc::new(ApiServer {
             store,
             cache,
@@ -99,17 +109,20 @@ impl ApiServer {
     }
 
     /// The resource and strategy a request addresses.
-    pub(crate) fn resource(&self, info: &RequestInfo) -> ApiResult<(&'static ResourceInfo, &dyn Strategy)> {
+    pub(crate) fn resource(
+        &self,
+        info: &RequestInfo,
+    ) -> ApiResult<(&'static ResourceInfo, &dyn Strategy)> {
         let resource = resources::lookup(&info.api_group, &info.api_version, &info.resource)
             .ok_or_else(|| ApiError::path_not_found(&info.path))?;
         let strategy = self
             .registry
             .get(resource.plural)
             .ok_or_else(|| ApiError::path_not_found(&info.path))?;
-        if let Some(sub) = &info.subresource {
-            if !resource.subresources.contains(&sub.as_str()) {
-                return Err(ApiError::path_not_found(&info.path));
-            }
+        if let Some(sub) = &info.subresource
+            && !resource.subresources.contains(&sub.as_str())
+        {
+            return Err(ApiError::path_not_found(&info.path));
         }
         if info.namespace.is_some() && !resource.namespaced {
             return Err(ApiError::path_not_found(&info.path));
@@ -138,7 +151,10 @@ impl ApiServer {
             return discovery::handle(self, &info, &request);
         }
         let representation = negotiate(
-            request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+            request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
         );
         let content_type = request
             .headers()
@@ -148,7 +164,13 @@ impl ApiServer {
             .to_owned();
         let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
             .await
-            .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", format!("read request body: {e}")))?;
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "RequestEntityTooLarge",
+                    format!("read request body: {e}"),
+                )
+            })?;
         let ctx = handlers::Context {
             server: self.clone(),
             info,
@@ -165,9 +187,9 @@ impl ApiServer {
             ("patch", _) => handlers::patch(&ctx, &content_type, &body).await,
             ("delete", _) => handlers::delete(&ctx, &body).await,
             ("deletecollection", _) => handlers::delete_collection(&ctx, &body).await,
-            _ => Err(ApiError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource"
-            ))),
+            _ => Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource".to_string(),
+            )),
         }
     }
 }

@@ -47,7 +47,12 @@ fn columns(kind: &str) -> Vec<Column> {
             Column("Selector", "string", "", 1),
         ],
         "ConfigMap" => vec![name, Column("Data", "integer", "", 0), age],
-        "Secret" => vec![name, Column("Type", "string", "", 0), Column("Data", "integer", "", 0), age],
+        "Secret" => vec![
+            name,
+            Column("Type", "string", "", 0),
+            Column("Data", "integer", "", 0),
+            age,
+        ],
         "ServiceAccount" => vec![name, Column("Secrets", "integer", "", 0), age],
         "Endpoints" => vec![name, Column("Endpoints", "string", "", 0), age],
         "Event" => vec![
@@ -96,28 +101,35 @@ pub fn human_duration(seconds: i64) -> String {
     if seconds < -1 {
         return "<invalid>".into();
     }
-    let s = seconds.max(0);
-    let (m, h) = (s / 60, s / 3600);
-    let d = h / 24;
-    let y = d / 365;
-    if s < 120 {
-        format!("{s}s")
-    } else if m < 10 {
-        if s % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", s % 60) }
-    } else if m < 180 {
-        format!("{m}m")
-    } else if h < 8 {
-        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
-    } else if h < 48 {
-        format!("{h}h")
-    } else if h < 24 * 8 {
-        if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) }
-    } else if h < 24 * 365 * 2 {
-        format!("{d}d")
-    } else if h < 24 * 365 * 8 {
-        if d % 365 == 0 { format!("{y}y") } else { format!("{y}y{}d", d % 365) }
+    let secs = seconds.max(0);
+    let (mins, hours) = (secs / 60, secs / 3600);
+    let days = hours / 24;
+    let years = days / 365;
+    let pair = |big: i64, big_unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
+        } else {
+            format!("{big}{big_unit}{small}{small_unit}")
+        }
+    };
+    if secs < 120 {
+        format!("{secs}s")
+    } else if mins < 10 {
+        pair(mins, "m", secs % 60, "s")
+    } else if mins < 180 {
+        format!("{mins}m")
+    } else if hours < 8 {
+        pair(hours, "h", mins % 60, "m")
+    } else if hours < 48 {
+        format!("{hours}h")
+    } else if hours < 24 * 8 {
+        pair(days, "d", hours % 24, "h")
+    } else if hours < 24 * 365 * 2 {
+        format!("{days}d")
+    } else if hours < 24 * 365 * 8 {
+        pair(years, "y", days % 365, "d")
     } else {
-        format!("{y}y")
+        format!("{years}y")
     }
 }
 
@@ -127,110 +139,191 @@ fn since(timestamp: &Value, now: Timestamp) -> Option<i64> {
 }
 
 fn age(object: &Value, now: Timestamp) -> Value {
-    json!(since(&object["metadata"]["creationTimestamp"], now).map_or_else(|| "<unknown>".to_owned(), human_duration))
+    json!(
+        since(&object["metadata"]["creationTimestamp"], now)
+            .map_or_else(|| "<unknown>".to_owned(), human_duration)
+    )
 }
 
 fn str_or<'a>(value: &'a Value, default: &'a str) -> &'a str {
     value.as_str().filter(|s| !s.is_empty()).unwrap_or(default)
 }
 
-fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
-    let spec = &pod["spec"];
-    let status = &pod["status"];
-    let mut reason = str_or(&status["phase"], "").to_owned();
-    if let Some(r) = status["reason"].as_str().filter(|r| !r.is_empty()) {
-        reason = r.to_owned();
+/// Restart count and the age of the most recent restart over container statuses.
+#[derive(Default)]
+struct Restarts {
+    count: i64,
+    last: Option<i64>,
+}
+
+impl Restarts {
+    fn note(&mut self, status: &Value, now: Timestamp) {
+        self.count += status["restartCount"].as_i64().unwrap_or(0);
+        if let Some(t) = since(&status["lastState"]["terminated"]["finishedAt"], now) {
+            self.last = Some(self.last.map_or(t, |l| l.min(t)));
+        }
     }
-    let init_specs = spec["initContainers"].as_array().cloned().unwrap_or_default();
-    let restartable = |name: &str| {
+
+    fn cell(&self) -> String {
+        match self.last {
+            Some(ago) if self.count > 0 => format!("{} ({} ago)", self.count, human_duration(ago)),
+            _ => self.count.to_string(),
+        }
+    }
+}
+
+fn terminated_reason(terminated: &Value, prefix: &str) -> String {
+    match terminated["reason"].as_str().filter(|r| !r.is_empty()) {
+        Some(r) => format!("{prefix}{r}"),
+        None if terminated["signal"].as_i64().unwrap_or(0) != 0 => {
+            format!("{prefix}Signal:{}", terminated["signal"])
+        }
+        None => format!(
+            "{prefix}ExitCode:{}",
+            terminated["exitCode"].as_i64().unwrap_or(0)
+        ),
+    }
+}
+
+/// The status of a pod still running its init containers, if it is.
+fn init_reason(pod: &Value, restarts: &mut Restarts, now: Timestamp) -> Option<String> {
+    let init_specs = pod["spec"]["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let restartable = |name: &Value| {
         init_specs
             .iter()
-            .any(|c| c["name"] == name && c["restartPolicy"] == "Always")
+            .any(|c| c["name"] == *name && c["restartPolicy"] == "Always")
     };
-    let mut restarts = 0;
-    let mut last_restart: Option<i64> = None;
-    let mut note_restart = |c: &Value| {
-        restarts += c["restartCount"].as_i64().unwrap_or(0);
-        if let Some(t) = since(&c["lastState"]["terminated"]["finishedAt"], now) {
-            last_restart = Some(last_restart.map_or(t, |l: i64| l.min(t)));
-        }
-    };
-    let mut initializing = false;
-    let init_statuses = status["initContainerStatuses"].as_array().cloned().unwrap_or_default();
-    for (i, c) in init_statuses.iter().enumerate() {
-        note_restart(c);
+    let statuses = pod["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (i, c) in statuses.iter().enumerate() {
+        restarts.note(c, now);
         let terminated = &c["state"]["terminated"];
-        let waiting = &c["state"]["waiting"];
         if terminated.is_object() && terminated["exitCode"].as_i64() == Some(0) {
             continue;
         }
-        if restartable(c["name"].as_str().unwrap_or_default()) && c["started"] == true {
+        if restartable(&c["name"]) && c["started"] == true {
             continue;
         }
-        initializing = true;
-        reason = if terminated.is_object() {
-            match terminated["reason"].as_str().filter(|r| !r.is_empty()) {
-                Some(r) => format!("Init:{r}"),
-                None if terminated["signal"].as_i64().unwrap_or(0) != 0 => {
-                    format!("Init:Signal:{}", terminated["signal"])
-                }
-                None => format!("Init:ExitCode:{}", terminated["exitCode"].as_i64().unwrap_or(0)),
-            }
-        } else if let Some(r) = waiting["reason"].as_str().filter(|r| !r.is_empty() && *r != "PodInitializing") {
+        let waiting = c["state"]["waiting"]["reason"]
+            .as_str()
+            .filter(|r| !r.is_empty() && *r != "PodInitializing");
+        return Some(if terminated.is_object() {
+            terminated_reason(terminated, "Init:")
+        } else if let Some(r) = waiting {
             format!("Init:{r}")
         } else {
             format!("Init:{i}/{}", init_specs.len())
-        };
-        break;
+        });
     }
+    None
+}
+
+/// Kubectl's pod STATUS and READY columns (the logic of its pod printer).
+fn pod_status(pod: &Value, restarts: &mut Restarts, now: Timestamp) -> (String, usize) {
+    let status = &pod["status"];
+    let mut reason = status["reason"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        .or_else(|| status["phase"].as_str())
+        .unwrap_or_default()
+        .to_owned();
     let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
-    let condition_true = |t: &str| conditions.iter().any(|c| c["type"] == t && c["status"] == "True");
-    let total = spec["containers"].as_array().map_or(0, Vec::len)
-        + init_specs.iter().filter(|c| c["restartPolicy"] == "Always").count();
+    let condition_true = |t: &str| {
+        conditions
+            .iter()
+            .any(|c| c["type"] == t && c["status"] == "True")
+    };
+    let init = init_reason(pod, restarts, now);
+    let initializing = init.is_some();
+    if let Some(init) = init {
+        reason = init;
+    }
     let mut ready = 0;
     if !initializing || condition_true("Initialized") {
         let mut has_running = false;
-        for c in status["containerStatuses"].as_array().into_iter().flatten().rev() {
-            note_restart(c);
+        for c in status["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+        {
+            restarts.note(c, now);
             let state = &c["state"];
-            if let Some(r) = state["waiting"]["reason"].as_str().filter(|r| !r.is_empty()) {
-                reason = r.to_owned();
-            } else if let Some(r) = state["terminated"]["reason"].as_str().filter(|r| !r.is_empty()) {
-                reason = r.to_owned();
+            if let Some(r) = state["waiting"]["reason"]
+                .as_str()
+                .filter(|r| !r.is_empty())
+            {
+                r.clone_into(&mut reason);
             } else if state["terminated"].is_object() {
-                reason = if state["terminated"]["signal"].as_i64().unwrap_or(0) != 0 {
-                    format!("Signal:{}", state["terminated"]["signal"])
-                } else {
-                    format!("ExitCode:{}", state["terminated"]["exitCode"].as_i64().unwrap_or(0))
-                };
+                reason = terminated_reason(&state["terminated"], "");
             } else if c["ready"] == true && state["running"].is_object() {
                 has_running = true;
                 ready += 1;
             }
         }
         if reason == "Completed" && has_running {
-            reason = if condition_true("Ready") { "Running".into() } else { "NotReady".into() };
+            reason = if condition_true("Ready") {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
         }
     }
-    // Restartable init containers count as running containers when ready.
-    for c in &init_statuses {
-        if restartable(c["name"].as_str().unwrap_or_default()) && c["ready"] == true && c["state"]["running"].is_object() {
+    // Sidecars (restartable init containers) count as containers when ready.
+    let init_specs = pod["spec"]["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for c in status["initContainerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let sidecar = init_specs
+            .iter()
+            .any(|s| s["name"] == c["name"] && s["restartPolicy"] == "Always");
+        if sidecar && c["ready"] == true && c["state"]["running"].is_object() {
             ready += 1;
         }
     }
     if pod["metadata"]["deletionTimestamp"].is_string() {
-        reason = if status["reason"] == "NodeLost" { "Unknown".into() } else { "Terminating".into() };
+        reason = if status["reason"] == "NodeLost" {
+            "Unknown".into()
+        } else {
+            "Terminating".into()
+        };
     }
-    let restarts_cell = match last_restart {
-        Some(ago) if restarts > 0 => format!("{restarts} ({} ago)", human_duration(ago)),
-        _ => restarts.to_string(),
-    };
+    (reason, ready)
+}
+
+fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
+    let spec = &pod["spec"];
+    let status = &pod["status"];
+    let mut restarts = Restarts::default();
+    let (reason, ready) = pod_status(pod, &mut restarts, now);
+    let total = spec["containers"].as_array().map_or(0, Vec::len)
+        + spec["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["restartPolicy"] == "Always")
+            .count();
+    let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
     let gates = spec["readinessGates"].as_array().map_or_else(
         || "<none>".to_owned(),
         |gates| {
             let met = gates
                 .iter()
-                .filter(|g| conditions.iter().any(|c| c["type"] == g["conditionType"] && c["status"] == "True"))
+                .filter(|g| {
+                    conditions
+                        .iter()
+                        .any(|c| c["type"] == g["conditionType"] && c["status"] == "True")
+                })
                 .count();
             format!("{met}/{}", gates.len())
         },
@@ -239,7 +332,7 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
         pod["metadata"]["name"].clone(),
         json!(format!("{ready}/{total}")),
         json!(reason),
-        json!(restarts_cell),
+        json!(restarts.cell()),
         age(pod, now),
         json!(str_or(&status["podIP"], "<none>")),
         json!(str_or(&spec["nodeName"], "<none>")),
@@ -249,8 +342,15 @@ fn pod_cells(pod: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
-    let conditions = node["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    let mut status = match conditions.iter().find(|c| c["type"] == "Ready").map(|c| c["status"].clone()) {
+    let conditions = node["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut status = match conditions
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| c["status"].clone())
+    {
         Some(s) if s == "True" => "Ready".to_owned(),
         Some(s) if s == "False" => "NotReady".to_owned(),
         _ => "Unknown".to_owned(),
@@ -265,7 +365,9 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
         .filter_map(|(k, v)| {
             k.strip_prefix("node-role.kubernetes.io/")
                 .map(str::to_owned)
-                .or_else(|| (k == "kubernetes.io/role").then(|| v.as_str().unwrap_or_default().to_owned()))
+                .or_else(|| {
+                    (k == "kubernetes.io/role").then(|| v.as_str().unwrap_or_default().to_owned())
+                })
         })
         .filter(|r| !r.is_empty())
         .collect();
@@ -284,7 +386,11 @@ fn node_cells(node: &Value, now: Timestamp) -> Vec<Value> {
     vec![
         node["metadata"]["name"].clone(),
         json!(status),
-        json!(if roles.is_empty() { "<none>".to_owned() } else { roles.join(",") }),
+        json!(if roles.is_empty() {
+            "<none>".to_owned()
+        } else {
+            roles.join(",")
+        }),
         age(node, now),
         json!(str_or(&info["kubeletVersion"], "")),
         json!(address("InternalIP")),
@@ -326,9 +432,17 @@ fn service_cells(svc: &Value, now: Timestamp) -> Vec<Value> {
         json!(kind),
         json!(str_or(&spec["clusterIP"], "<none>")),
         json!(external),
-        json!(if ports.is_empty() { "<none>".to_owned() } else { ports.join(",") }),
+        json!(if ports.is_empty() {
+            "<none>".to_owned()
+        } else {
+            ports.join(",")
+        }),
         age(svc, now),
-        json!(if selector.is_empty() { "<none>".to_owned() } else { selector.join(",") }),
+        json!(if selector.is_empty() {
+            "<none>".to_owned()
+        } else {
+            selector.join(",")
+        }),
     ]
 }
 
@@ -348,7 +462,10 @@ fn event_cells(event: &Value, now: Timestamp) -> Vec<Value> {
         event["reason"].clone(),
         json!(format!(
             "{}/{}",
-            object["kind"].as_str().unwrap_or_default().to_ascii_lowercase(),
+            object["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
             object["name"].as_str().unwrap_or_default()
         )),
         json!(event["message"].as_str().unwrap_or_default().trim()),
@@ -362,44 +479,34 @@ fn cells(kind: &str, object: &Value, now: Timestamp) -> Vec<Value> {
         "Node" => node_cells(object, now),
         "Service" => service_cells(object, now),
         "Event" => event_cells(object, now),
-        "Namespace" => vec![name, json!(str_or(&object["status"]["phase"], "")), age(object, now)],
+        "Namespace" => vec![
+            name,
+            json!(str_or(&object["status"]["phase"], "")),
+            age(object, now),
+        ],
         "ConfigMap" => vec![
             name,
             json!(count(&object["data"]) + count(&object["binaryData"])),
             age(object, now),
         ],
-        "Secret" => vec![name, object["type"].clone(), json!(count(&object["data"])), age(object, now)],
-        "ServiceAccount" => vec![name, json!(object["secrets"].as_array().map_or(0, Vec::len)), age(object, now)],
-        "Endpoints" => {
-            let endpoints: Vec<String> = object["subsets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|s| {
-                    let ports: Vec<i64> = s["ports"].as_array().into_iter().flatten().filter_map(|p| p["port"].as_i64()).collect();
-                    s["addresses"].as_array().into_iter().flatten().flat_map(move |a| {
-                        let ip = a["ip"].as_str().unwrap_or_default().to_owned();
-                        if ports.is_empty() { vec![ip] } else { ports.iter().map(|p| format!("{ip}:{p}")).collect() }
-                    })
-                })
-                .collect();
-            vec![name, json!(if endpoints.is_empty() { "<none>".to_owned() } else { endpoints.join(",") }), age(object, now)]
-        }
-        "Lease" => vec![name, json!(str_or(&object["spec"]["holderIdentity"], "<unknown>")), age(object, now)],
-        "PersistentVolume" => {
-            let claim = &object["spec"]["claimRef"];
-            vec![
-                name,
-                json!(str_or(&object["spec"]["capacity"]["storage"], "")),
-                json!(access_modes(&object["spec"]["accessModes"])),
-                json!(str_or(&object["spec"]["persistentVolumeReclaimPolicy"], "")),
-                json!(str_or(&object["status"]["phase"], "")),
-                json!(if claim.is_object() { format!("{}/{}", str_or(&claim["namespace"], ""), str_or(&claim["name"], "")) } else { String::new() }),
-                json!(str_or(&object["spec"]["storageClassName"], "")),
-                json!(str_or(&object["status"]["reason"], "")),
-                age(object, now),
-            ]
-        }
+        "Secret" => vec![
+            name,
+            object["type"].clone(),
+            json!(count(&object["data"])),
+            age(object, now),
+        ],
+        "ServiceAccount" => vec![
+            name,
+            json!(object["secrets"].as_array().map_or(0, Vec::len)),
+            age(object, now),
+        ],
+        "Endpoints" => endpoints_cells(object, now),
+        "PersistentVolume" => pv_cells(object, now),
+        "Lease" => vec![
+            name,
+            json!(str_or(&object["spec"]["holderIdentity"], "<unknown>")),
+            age(object, now),
+        ],
         "PersistentVolumeClaim" => vec![
             name,
             json!(str_or(&object["status"]["phase"], "")),
@@ -409,7 +516,11 @@ fn cells(kind: &str, object: &Value, now: Timestamp) -> Vec<Value> {
             json!(str_or(&object["spec"]["storageClassName"], "")),
             age(object, now),
         ],
-        "CSINode" => vec![name, json!(object["spec"]["drivers"].as_array().map_or(0, Vec::len)), age(object, now)],
+        "CSINode" => vec![
+            name,
+            json!(object["spec"]["drivers"].as_array().map_or(0, Vec::len)),
+            age(object, now),
+        ],
         "StorageClass" => vec![
             name,
             object["provisioner"].clone(),
@@ -419,6 +530,68 @@ fn cells(kind: &str, object: &Value, now: Timestamp) -> Vec<Value> {
         ],
         _ => vec![name, age(object, now)],
     }
+}
+
+fn endpoints_cells(object: &Value, now: Timestamp) -> Vec<Value> {
+    let name = object["metadata"]["name"].clone();
+    let endpoints: Vec<String> = object["subsets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| {
+            let ports: Vec<i64> = s["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["port"].as_i64())
+                .collect();
+            s["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(move |a| {
+                    let ip = a["ip"].as_str().unwrap_or_default().to_owned();
+                    if ports.is_empty() {
+                        vec![ip]
+                    } else {
+                        ports.iter().map(|p| format!("{ip}:{p}")).collect()
+                    }
+                })
+        })
+        .collect();
+    vec![
+        name,
+        json!(if endpoints.is_empty() {
+            "<none>".to_owned()
+        } else {
+            endpoints.join(",")
+        }),
+        age(object, now),
+    ]
+}
+
+fn pv_cells(object: &Value, now: Timestamp) -> Vec<Value> {
+    let name = object["metadata"]["name"].clone();
+    let claim = &object["spec"]["claimRef"];
+    vec![
+        name,
+        json!(str_or(&object["spec"]["capacity"]["storage"], "")),
+        json!(access_modes(&object["spec"]["accessModes"])),
+        json!(str_or(&object["spec"]["persistentVolumeReclaimPolicy"], "")),
+        json!(str_or(&object["status"]["phase"], "")),
+        json!(if claim.is_object() {
+            format!(
+                "{}/{}",
+                str_or(&claim["namespace"], ""),
+                str_or(&claim["name"], "")
+            )
+        } else {
+            String::new()
+        }),
+        json!(str_or(&object["spec"]["storageClassName"], "")),
+        json!(str_or(&object["status"]["reason"], "")),
+        age(object, now),
+    ]
 }
 
 fn access_modes(modes: &Value) -> String {
@@ -498,12 +671,20 @@ pub fn table(
 
 fn column_description(name: &str) -> &'static str {
     match name {
-        "Name" => "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
-        "Age" => "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+        "Name" => {
+            "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
+        }
+        "Age" => {
+            "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"
+        }
         "Ready" => "The aggregate readiness state of this pod for accepting traffic.",
         "Status" => "The aggregate status of the containers in this pod.",
-        "Restarts" => "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
-        "IP" => "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+        "Restarts" => {
+            "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."
+        }
+        "IP" => {
+            "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."
+        }
         "Node" => "NodeName is a request to schedule this pod onto a specific node.",
         _ => "",
     }
@@ -533,7 +714,10 @@ mod tests {
     }
 
     fn row(kind: &str, object: &Value) -> Vec<Value> {
-        let resource = crate::resources::RESOURCES.iter().find(|r| r.kind == kind).unwrap();
+        let resource = crate::resources::RESOURCES
+            .iter()
+            .find(|r| r.kind == kind)
+            .unwrap();
         let t = table(resource, &[object], "1", None, None, true);
         t["rows"][0]["cells"].as_array().unwrap().clone()
     }
@@ -551,7 +735,11 @@ mod tests {
         let crashing = json!({"metadata": {"name": "c"}, "spec": {"nodeName": "n1", "containers": [{"name": "a"}]}, "status": {"phase": "Running", "podIP": "10.0.0.5", "containerStatuses": [{"name": "a", "ready": false, "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1, "finishedAt": Timestamp::now().to_string()}}}]}});
         let cells = row("Pod", &crashing);
         assert_eq!(cells[2], "CrashLoopBackOff");
-        assert!(cells[3].as_str().unwrap().starts_with("4 ("), "{}", cells[3]);
+        assert!(
+            cells[3].as_str().unwrap().starts_with("4 ("),
+            "{}",
+            cells[3]
+        );
         assert_eq!(cells[5], "10.0.0.5");
         assert_eq!(cells[6], "n1");
 

@@ -40,8 +40,18 @@ impl Encoder {
             Representation::Object => object.clone(),
             Representation::Metadata => table::partial_metadata(object),
             Representation::Table => {
-                let rv = object["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned();
-                let t = table::table(self.resource, &[object], &rv, None, self.include_object.as_deref(), self.first);
+                let rv = object["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let t = table::table(
+                    self.resource,
+                    &[object],
+                    &rv,
+                    None,
+                    self.include_object.as_deref(),
+                    self.first,
+                );
                 self.first = false;
                 t
             }
@@ -65,7 +75,10 @@ impl Encoder {
 /// are ADDED, those that stop matching are DELETED.
 fn transition(change: &Change, filter: &Filter) -> Option<&'static str> {
     let now = filter.matches(&change.object.value);
-    let before = change.prev.as_ref().is_some_and(|p| filter.matches(&p.value));
+    let before = change
+        .prev
+        .as_ref()
+        .is_some_and(|p| filter.matches(&p.value));
     match change.kind {
         ChangeKind::Added => now.then_some("ADDED"),
         ChangeKind::Deleted => before.then_some("DELETED"),
@@ -81,9 +94,10 @@ fn transition(change: &Change, filter: &Filter) -> Option<&'static str> {
 fn streaming(body: Body) -> Response {
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -104,7 +118,9 @@ pub(crate) async fn watch(ctx: Context) -> ApiResult<Response> {
     let cache = ctx.server.cache.clone();
     let rv = options.resource_version.clone().unwrap_or_default();
     let initial_events = options.send_initial_events() || rv.is_empty() || rv == "0";
-    let timeout = options.timeout_seconds.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let timeout = options
+        .timeout_seconds
+        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
     let mut encoder = Encoder {
         resource,
         representation: ctx.representation,
@@ -133,9 +149,16 @@ pub(crate) async fn watch(ctx: Context) -> ApiResult<Response> {
         Ok(changes) => changes,
         Err(CacheError::TooOld { requested, oldest }) => {
             // kube-apiserver answers 200 and an ERROR event, which clients turn into a relist.
-            let status = ApiError::gone(format!("too old resource version: {requested} ({oldest})")).status();
+            let status =
+                ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+                    .status();
             let line = event_line("ERROR", &status);
-            return Ok(streaming(Body::from_stream(futures::stream::iter([Ok::<_, Infallible>(line)]))));
+            return Ok(streaming(Body::from_stream(futures::stream::iter([Ok::<
+                _,
+                Infallible,
+            >(
+                line,
+            )]))));
         }
         Err(err) => return Err(ApiError::internal(err.to_string())),
     };
@@ -145,7 +168,11 @@ pub(crate) async fn watch(ctx: Context) -> ApiResult<Response> {
     let cancel = ctx.server.cancel.clone();
     let deadline = tokio::time::Instant::now() + timeout;
     let live = futures::stream::unfold(
-        (changes, encoder, tokio::time::interval_at(tokio::time::Instant::now() + bookmark_every, bookmark_every)),
+        (
+            changes,
+            encoder,
+            tokio::time::interval_at(tokio::time::Instant::now() + bookmark_every, bookmark_every),
+        ),
         move |(mut changes, mut encoder, mut ticker)| {
             let filter = filter.clone();
             let revisions = revisions.clone();
@@ -172,6 +199,8 @@ pub(crate) async fn watch(ctx: Context) -> ApiResult<Response> {
             }
         },
     );
-    let stream = futures::stream::iter(initial).chain(live).map(Ok::<_, Infallible>);
+    let stream = futures::stream::iter(initial)
+        .chain(live)
+        .map(Ok::<_, Infallible>);
     Ok(streaming(Body::from_stream(stream)))
 }

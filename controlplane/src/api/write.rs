@@ -26,7 +26,15 @@ enum Outcome {
 
 /// Metadata the client cannot change with an update.
 fn keep_system_metadata(new: &mut Value, old: &Value) {
-    for key in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+    for key in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ] {
         match old["metadata"].get(key) {
             Some(v) => new["metadata"][key] = v.clone(),
             None => {
@@ -47,8 +55,11 @@ fn ready_to_delete(object: &Value, resource: &ResourceInfo) -> bool {
     }
     let finalizers_empty = meta["finalizers"].as_array().is_none_or(Vec::is_empty);
     let spec_finalizers_empty = resource.kind != "Namespace"
-        || object["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty);
-    let grace_done = resource.kind != "Pod" || meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0;
+        || object["spec"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty);
+    let grace_done =
+        resource.kind != "Pod" || meta["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0;
     finalizers_empty && spec_finalizers_empty && grace_done
 }
 
@@ -62,10 +73,12 @@ async fn commit(
     mut new: Value,
 ) -> ApiResult<Option<Outcome>> {
     let old = decode_stored(current)?;
-    if let Some(rv) = new["metadata"]["resourceVersion"].as_str().filter(|r| !r.is_empty()) {
-        if rv != current.mod_revision.to_string() {
-            return Err(ApiError::modified(resource, ctx.name()));
-        }
+    if let Some(rv) = new["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|r| !r.is_empty())
+        && rv != current.mod_revision.to_string()
+    {
+        return Err(ApiError::modified(resource, ctx.name()));
     }
     keep_system_metadata(&mut new, &old);
     if ctx.info.subresource.as_deref() == Some("finalize") {
@@ -84,7 +97,12 @@ async fn commit(
         if ctx.options.dry_run() {
             return Ok(Some(Outcome::Deleted(new)));
         }
-        return match ctx.server.store.delete(&current.key, Some(current.mod_revision)).await {
+        return match ctx
+            .server
+            .store
+            .delete(&current.key, Some(current.mod_revision))
+            .await
+        {
             Ok(kv) => {
                 set_resource_version(&mut new, kv.mod_revision);
                 Ok(Some(Outcome::Deleted(new)))
@@ -97,7 +115,12 @@ async fn commit(
     if new == old || ctx.options.dry_run() {
         return Ok(Some(Outcome::Written(new)));
     }
-    match ctx.server.store.update(&current.key, encode_for_store(&new), current.mod_revision).await {
+    match ctx
+        .server
+        .store
+        .update(&current.key, encode_for_store(&new), current.mod_revision)
+        .await
+    {
         Ok(kv) => {
             set_resource_version(&mut new, kv.mod_revision);
             Ok(Some(Outcome::Written(new)))
@@ -108,11 +131,19 @@ async fn commit(
     }
 }
 
-fn respond(ctx: &Context, resource: &ResourceInfo, outcome: &Outcome, warnings: &[String]) -> Response {
+fn respond(
+    ctx: &Context,
+    resource: &ResourceInfo,
+    outcome: &Outcome,
+    warnings: &[String],
+) -> Response {
     let object = match outcome {
         Outcome::Written(o) | Outcome::Deleted(o) => o,
     };
-    with_warnings(json_response(StatusCode::OK, &represent(ctx, resource, object)), warnings)
+    with_warnings(
+        json_response(StatusCode::OK, &represent(ctx, resource, object)),
+        warnings,
+    )
 }
 
 async fn current(ctx: &Context, resource: &ResourceInfo) -> ApiResult<KeyValue> {
@@ -129,19 +160,28 @@ pub(crate) async fn update(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
     check_type(&body, resource)?;
     let decoded = strategy.decode(&body)?;
     let warnings = field_validation(ctx, &decoded.unknown_fields)?;
-    let name = decoded.value["metadata"]["name"].as_str().unwrap_or_default();
+    let name = decoded.value["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default();
     if name != ctx.name() {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({name}) does not match the name on the URL ({})",
             ctx.name()
         )));
     }
-    if let (Some(ns), Some(url_ns)) = (decoded.value["metadata"]["namespace"].as_str(), ctx.namespace()) {
-        if !ns.is_empty() && ns != url_ns {
-            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
-        }
+    if let (Some(ns), Some(url_ns)) = (
+        decoded.value["metadata"]["namespace"].as_str(),
+        ctx.namespace(),
+    ) && !ns.is_empty()
+        && ns != url_ns
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
     }
-    let pinned = decoded.value["metadata"]["resourceVersion"].as_str().is_some_and(|r| !r.is_empty());
+    let pinned = decoded.value["metadata"]["resourceVersion"]
+        .as_str()
+        .is_some_and(|r| !r.is_empty());
     for _ in 0..RETRIES {
         let kv = current(ctx, resource).await?;
         match commit(ctx, resource, strategy, &kv, decoded.value.clone()).await? {
@@ -163,7 +203,8 @@ pub(crate) async fn patch(ctx: &Context, content_type: &str, body: &[u8]) -> Api
         check_type(&patched, resource)?;
         let decoded = strategy.decode(&patched)?;
         let warnings = field_validation(ctx, &decoded.unknown_fields)?;
-        let pinned = patched["metadata"]["resourceVersion"] != original["metadata"]["resourceVersion"];
+        let pinned =
+            patched["metadata"]["resourceVersion"] != original["metadata"]["resourceVersion"];
         if pinned {
             // The patch named another resourceVersion: a precondition that fails.
             return Err(ApiError::modified(resource, ctx.name()));
@@ -189,13 +230,18 @@ fn delete_options(ctx: &Context, body: &[u8]) -> ApiResult<DeleteOptions> {
     let body: Value = if body.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
     };
-    let grace_period = body["gracePeriodSeconds"].as_i64().or(ctx.options.grace_period_seconds);
+    let grace_period = body["gracePeriodSeconds"]
+        .as_i64()
+        .or(ctx.options.grace_period_seconds);
     Ok(DeleteOptions {
         grace_period,
         uid: body["preconditions"]["uid"].as_str().map(str::to_owned),
-        resource_version: body["preconditions"]["resourceVersion"].as_str().map(str::to_owned),
+        resource_version: body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_owned),
     })
 }
 
@@ -215,24 +261,45 @@ async fn delete_one(
     options: &DeleteOptions,
 ) -> ApiResult<Option<(StatusCode, Value)>> {
     let mut object = decode_stored(kv)?;
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     if let Some(uid) = options.uid.as_deref() {
         let actual = object["metadata"]["uid"].as_str().unwrap_or_default();
         if uid != actual {
-            return Err(ApiError::conflict(resource, &name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}")));
+            return Err(ApiError::conflict(
+                resource,
+                &name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                ),
+            ));
         }
     }
-    if let Some(rv) = options.resource_version.as_deref() {
-        if rv != kv.mod_revision.to_string() {
-            return Err(ApiError::conflict(resource, &name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", kv.mod_revision)));
-        }
+    if let Some(rv) = options.resource_version.as_deref()
+        && rv != kv.mod_revision.to_string()
+    {
+        return Err(ApiError::conflict(
+            resource,
+            &name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                kv.mod_revision
+            ),
+        ));
     }
     let now = jiff::Timestamp::now();
     let already = object["metadata"]["deletionTimestamp"].is_string();
     // Graceful pod deletion: the kubelet finalizes with grace 0.
     let grace = if resource.kind == "Pod" {
-        let scheduled = object["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-        let terminal = matches!(object["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        let scheduled = object["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
+        let terminal = matches!(
+            object["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
         let wanted = options
             .grace_period
             .or_else(|| object["spec"]["terminationGracePeriodSeconds"].as_i64())
@@ -242,8 +309,13 @@ async fn delete_one(
     } else {
         0
     };
-    let has_finalizers = object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
-        || (resource.kind == "Namespace" && object["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()));
+    let has_finalizers = object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+        || (resource.kind == "Namespace"
+            && object["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty()));
     if grace > 0 || has_finalizers {
         let current_grace = object["metadata"]["deletionGracePeriodSeconds"].as_i64();
         if already && current_grace.is_some_and(|g| g <= grace) {
@@ -260,7 +332,12 @@ async fn delete_one(
         if ctx.options.dry_run() {
             return Ok(Some((StatusCode::OK, object)));
         }
-        return match ctx.server.store.update(&kv.key, encode_for_store(&object), kv.mod_revision).await {
+        return match ctx
+            .server
+            .store
+            .update(&kv.key, encode_for_store(&object), kv.mod_revision)
+            .await
+        {
             Ok(new) => {
                 set_resource_version(&mut object, new.mod_revision);
                 // Accepted: the object lives on until its finalizers or kubelet are done.
@@ -274,7 +351,12 @@ async fn delete_one(
     if ctx.options.dry_run() {
         return Ok(Some((StatusCode::OK, object)));
     }
-    match ctx.server.store.delete(&kv.key, Some(kv.mod_revision)).await {
+    match ctx
+        .server
+        .store
+        .delete(&kv.key, Some(kv.mod_revision))
+        .await
+    {
         Ok(deleted) => {
             set_resource_version(&mut object, deleted.mod_revision);
             if resource.kind == "Pod" {
@@ -292,13 +374,19 @@ async fn delete_one(
 pub(crate) async fn delete(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
     let (resource, _) = ctx.resource()?;
     if ctx.info.subresource.is_some() {
-        return Err(ApiError::method_not_allowed("deleting a subresource is not supported"));
+        return Err(ApiError::method_not_allowed(
+            "deleting a subresource is not supported",
+        ));
     }
     let options = delete_options(ctx, body)?;
     for _ in 0..RETRIES {
         let kv = current(ctx, resource).await?;
         if let Some((code, body)) = delete_one(ctx, resource, &kv, &options).await? {
-            let body = if body["kind"] == "Status" { body } else { represent(ctx, resource, &body) };
+            let body = if body["kind"] == "Status" {
+                body
+            } else {
+                represent(ctx, resource, &body)
+            };
             return Ok(json_response(code, &body));
         }
     }
@@ -310,7 +398,10 @@ pub(crate) async fn delete_collection(ctx: &Context, body: &[u8]) -> ApiResult<R
     let options = delete_options(ctx, body)?;
     let filter = Filter::new(&ctx.options, strategy)?;
     cache_at(ctx).await?;
-    let (objects, revision) = ctx.server.cache.list(&resource.key_prefix_in(ctx.namespace()));
+    let (objects, revision) = ctx
+        .server
+        .cache
+        .list(&resource.key_prefix_in(ctx.namespace()));
     let mut deleted = Vec::new();
     for object in objects.iter().filter(|o| filter.matches(&o.value)) {
         for _ in 0..RETRIES {
@@ -318,10 +409,10 @@ pub(crate) async fn delete_collection(ctx: &Context, body: &[u8]) -> ApiResult<R
                 break;
             };
             if let Some((_, body)) = delete_one(ctx, resource, &kv, &options).await? {
-                if body["kind"] != "Status" {
-                    deleted.push(body);
-                } else {
+                if body["kind"] == "Status" {
                     deleted.push(object.value.clone());
+                } else {
+                    deleted.push(body);
                 }
                 break;
             }

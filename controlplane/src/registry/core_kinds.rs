@@ -2,9 +2,9 @@
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, NamespaceSpec, NamespaceStatus, Node,
-    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus, PersistentVolumeStatus,
-    Secret, ServiceAccount,
+    ConfigMap, Endpoints, Event, Namespace, NamespaceSpec, NamespaceStatus, Node, PersistentVolume,
+    PersistentVolumeClaim, PersistentVolumeClaimStatus, PersistentVolumeStatus, Secret,
+    ServiceAccount,
 };
 use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, StorageClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -63,7 +63,12 @@ impl Kind for Node {
 
     fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        for (i, taint) in self.spec.iter().flat_map(|s| s.taints.iter().flatten()).enumerate() {
+        for (i, taint) in self
+            .spec
+            .iter()
+            .flat_map(|s| s.taints.iter().flatten())
+            .enumerate()
+        {
             let field = format!("spec.taints[{i}].effect");
             if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&taint.effect.as_str()) {
                 errors.push(FieldError::not_supported(
@@ -81,7 +86,8 @@ impl Kind for Node {
 }
 
 fn data_key_errors<'a>(field: &str, keys: impl Iterator<Item = &'a String>) -> Vec<FieldError> {
-    keys.flat_map(|k| config_key_errors(&format!("{field}[{k}]"), k)).collect()
+    keys.flat_map(|k| config_key_errors(&format!("{field}[{k}]"), k))
+        .collect()
 }
 
 impl Kind for ConfigMap {
@@ -91,9 +97,16 @@ impl Kind for ConfigMap {
 
     fn validate(&self) -> Vec<FieldError> {
         let mut errors = data_key_errors("data", self.data.iter().flat_map(|d| d.keys()));
-        errors.extend(data_key_errors("binaryData", self.binary_data.iter().flat_map(|d| d.keys())));
+        errors.extend(data_key_errors(
+            "binaryData",
+            self.binary_data.iter().flat_map(|d| d.keys()),
+        ));
         for key in self.data.iter().flat_map(|d| d.keys()) {
-            if self.binary_data.as_ref().is_some_and(|b| b.contains_key(key)) {
+            if self
+                .binary_data
+                .as_ref()
+                .is_some_and(|b| b.contains_key(key))
+            {
                 errors.push(FieldError::duplicate(format!("data[{key}]"), &json!(key)));
             }
         }
@@ -101,8 +114,15 @@ impl Kind for ConfigMap {
     }
 
     fn validate_update(&self, old: &Self) -> Vec<FieldError> {
-        if old.immutable == Some(true) && (self.data != old.data || self.binary_data != old.binary_data || self.immutable != old.immutable) {
-            vec![FieldError::forbidden("data", "field is immutable when `immutable` is set")]
+        if old.immutable == Some(true)
+            && (self.data != old.data
+                || self.binary_data != old.binary_data
+                || self.immutable != old.immutable)
+        {
+            vec![FieldError::forbidden(
+                "data",
+                "field is immutable when `immutable` is set",
+            )]
         } else {
             Vec::new()
         }
@@ -124,7 +144,10 @@ impl Kind for Secret {
 
     fn validate(&self) -> Vec<FieldError> {
         let mut errors = data_key_errors("data", self.data.iter().flat_map(|d| d.keys()));
-        errors.extend(data_key_errors("stringData", self.string_data.iter().flat_map(|d| d.keys())));
+        errors.extend(data_key_errors(
+            "stringData",
+            self.string_data.iter().flat_map(|d| d.keys()),
+        ));
         errors
     }
 
@@ -139,10 +162,17 @@ impl Kind for Secret {
     fn validate_update(&self, old: &Self) -> Vec<FieldError> {
         let mut errors = Vec::new();
         if self.type_ != old.type_ {
-            errors.push(FieldError::invalid("type", &json!(self.type_), "field is immutable"));
+            errors.push(FieldError::invalid(
+                "type",
+                &json!(self.type_),
+                "field is immutable",
+            ));
         }
         if old.immutable == Some(true) && self.data != old.data {
-            errors.push(FieldError::forbidden("data", "field is immutable when `immutable` is set"));
+            errors.push(FieldError::forbidden(
+                "data",
+                "field is immutable when `immutable` is set",
+            ));
         }
         errors
     }
@@ -179,7 +209,11 @@ impl Kind for Event {
 
     fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        let object_ns = self.involved_object.namespace.as_deref().unwrap_or_default();
+        let object_ns = self
+            .involved_object
+            .namespace
+            .as_deref()
+            .unwrap_or_default();
         let event_ns = self.metadata.namespace.as_deref().unwrap_or_default();
         if !object_ns.is_empty() && object_ns != event_ns {
             errors.push(FieldError::invalid(
@@ -220,7 +254,8 @@ impl Kind for PersistentVolume {
 
     fn set_defaults(&mut self) {
         if let Some(spec) = self.spec.as_mut() {
-            spec.persistent_volume_reclaim_policy.get_or_insert_with(|| "Retain".into());
+            spec.persistent_volume_reclaim_policy
+                .get_or_insert_with(|| "Retain".into());
             spec.volume_mode.get_or_insert_with(|| "Filesystem".into());
         }
     }
@@ -309,7 +344,8 @@ impl Kind for StorageClass {
 
     fn set_defaults(&mut self) {
         self.reclaim_policy.get_or_insert_with(|| "Delete".into());
-        self.volume_binding_mode.get_or_insert_with(|| "Immediate".into());
+        self.volume_binding_mode
+            .get_or_insert_with(|| "Immediate".into());
     }
 
     fn validate(&self) -> Vec<FieldError> {

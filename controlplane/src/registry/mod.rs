@@ -66,7 +66,12 @@ pub trait Strategy: Send + Sync {
     /// Defaults, prepares and validates a new object (metadata already set).
     fn create(&self, object: &mut Value) -> Result<(), ApiError>;
     /// Prepares and validates an update of the main resource or of a subresource.
-    fn update(&self, new: &mut Value, old: &Value, subresource: Option<&str>) -> Result<(), ApiError>;
+    fn update(
+        &self,
+        new: &mut Value,
+        old: &Value,
+        subresource: Option<&str>,
+    ) -> Result<(), ApiError>;
     /// Fields field selectors may name.
     fn field_selectors(&self) -> Vec<&'static str>;
     /// Whether spec changes bump `metadata.generation`.
@@ -81,16 +86,21 @@ pub struct Typed<K> {
 
 impl<K> std::fmt::Debug for Typed<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Typed").field("kind", &self.info.kind).finish()
+        f.debug_struct("Typed")
+            .field("kind", &self.info.kind)
+            .finish()
     }
 }
 
 impl<K: Kind> Typed<K> {
     fn new(info: &'static ResourceInfo) -> Self {
-        Typed { info, kind: PhantomData }
+        Typed {
+            info,
+            kind: PhantomData,
+        }
     }
 
-    fn from_value(&self, value: &Value) -> Result<K, ApiError> {
+    fn typed(&self, value: &Value) -> Result<K, ApiError> {
         serde_path_to_error::deserialize(value.clone()).map_err(|err| {
             ApiError::bad_request(format!(
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: {path}: {inner}",
@@ -103,18 +113,22 @@ impl<K: Kind> Typed<K> {
     }
 
     fn to_value(object: &K) -> Result<Value, ApiError> {
-        serde_json::to_value(object).map_err(|err| ApiError::internal(format!("encode object: {err}")))
+        serde_json::to_value(object)
+            .map_err(|err| ApiError::internal(format!("encode object: {err}")))
     }
 
     fn name_of(value: &Value) -> String {
-        value["metadata"]["name"].as_str().unwrap_or_default().to_owned()
+        value["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
-    fn check(&self, value: &Value, errors: Vec<FieldError>) -> Result<(), ApiError> {
+    fn check(&self, value: &Value, errors: &[FieldError]) -> Result<(), ApiError> {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::invalid(self.info, &Self::name_of(value), &errors))
+            Err(ApiError::invalid(self.info, &Self::name_of(value), errors))
         }
     }
 }
@@ -131,7 +145,7 @@ impl<K: Kind> Strategy for Typed<K> {
                 self.info.kind, self.info.version, self.info.kind
             )));
         }
-        let typed = self.from_value(body)?;
+        let typed = self.typed(body)?;
         let mut value = Self::to_value(&typed)?;
         let mut unknown_fields = Vec::new();
         unknown_paths(body, &value, "", &mut unknown_fields);
@@ -141,24 +155,32 @@ impl<K: Kind> Strategy for Typed<K> {
             object.insert("apiVersion".into(), Value::String(self.info.api_version()));
             object.insert("kind".into(), Value::String(self.info.kind.to_owned()));
         }
-        Ok(Decoded { value, unknown_fields })
+        Ok(Decoded {
+            value,
+            unknown_fields,
+        })
     }
 
     fn create(&self, object: &mut Value) -> Result<(), ApiError> {
-        let mut typed = self.from_value(object)?;
+        let mut typed = self.typed(object)?;
         typed.prepare_for_create();
         typed.set_defaults();
         let mut errors = validation::metadata_errors(object, K::NAME_RULE, self.info.namespaced);
         errors.extend(typed.validate());
         let value = Self::to_value(&typed)?;
-        self.check(&value, errors)?;
+        self.check(&value, &errors)?;
         *object = with_type_meta(value, self.info);
         Ok(())
     }
 
-    fn update(&self, new: &mut Value, old: &Value, subresource: Option<&str>) -> Result<(), ApiError> {
-        let mut typed = self.from_value(new)?;
-        let old_typed = self.from_value(old)?;
+    fn update(
+        &self,
+        new: &mut Value,
+        old: &Value,
+        subresource: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let mut typed = self.typed(new)?;
+        let old_typed = self.typed(old)?;
         match subresource {
             Some("status") => typed.prepare_for_status_update(&old_typed),
             _ => typed.prepare_for_update(&old_typed),
@@ -168,7 +190,7 @@ impl<K: Kind> Strategy for Typed<K> {
         errors.extend(typed.validate());
         errors.extend(typed.validate_update(&old_typed));
         let value = Self::to_value(&typed)?;
-        self.check(&value, errors)?;
+        self.check(&value, &errors)?;
         *new = with_type_meta(value, self.info);
         Ok(())
     }
@@ -197,7 +219,11 @@ fn unknown_paths(input: &Value, typed: &Value, path: &str, out: &mut Vec<String>
     match (input, typed) {
         (Value::Object(given), Value::Object(known)) => {
             for (key, value) in given {
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match known.get(key) {
                     Some(known_value) => unknown_paths(value, known_value, &child, out),
                     None if value.is_null() => {}
@@ -252,7 +278,9 @@ impl Registry {
                 "Endpoints" => Box::new(Typed::<core::Endpoints>::new(info)),
                 "ServiceAccount" => Box::new(Typed::<core::ServiceAccount>::new(info)),
                 "PersistentVolume" => Box::new(Typed::<core::PersistentVolume>::new(info)),
-                "PersistentVolumeClaim" => Box::new(Typed::<core::PersistentVolumeClaim>::new(info)),
+                "PersistentVolumeClaim" => {
+                    Box::new(Typed::<core::PersistentVolumeClaim>::new(info))
+                }
                 "Lease" => Box::new(Typed::<Lease>::new(info)),
                 "CSIDriver" => Box::new(Typed::<storage::CSIDriver>::new(info)),
                 "CSINode" => Box::new(Typed::<storage::CSINode>::new(info)),

@@ -1,4 +1,4 @@
-//! Pods: kube-apiserver's defaults (plus the ServiceAccount, DefaultTolerationSeconds and
+//! Pods: kube-apiserver's defaults (plus the `ServiceAccount`, `DefaultTolerationSeconds` and
 //! Priority admission plugins), validation, and what updates may change.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,11 +15,11 @@ use super::Kind;
 use super::validation::{NameRule, name_errors};
 use crate::api::error::FieldError;
 
-/// Where the ServiceAccount admission plugin mounts the API credentials.
+/// Where the `ServiceAccount` admission plugin mounts the API credentials.
 pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// The name prefix of the projected API-credentials volume.
 pub const KUBE_API_ACCESS_PREFIX: &str = "kube-api-access-";
-/// The ConfigMap every namespace gets with the cluster CA.
+/// The `ConfigMap` every namespace gets with the cluster CA.
 pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
 
 impl Kind for Pod {
@@ -47,7 +47,13 @@ impl Kind for Pod {
             ..Default::default()
         });
         if let Some(spec) = self.spec.as_mut() {
-            admit_service_account(spec, self.metadata.generate_name.as_deref().or(self.metadata.name.as_deref()));
+            admit_service_account(
+                spec,
+                self.metadata
+                    .generate_name
+                    .as_deref()
+                    .or(self.metadata.name.as_deref()),
+            );
             admit_default_tolerations(spec);
         }
     }
@@ -64,9 +70,13 @@ impl Kind for Pod {
 
     fn prepare_for_status_update(&mut self, old: &Self) {
         self.spec.clone_from(&old.spec);
-        self.metadata.deletion_timestamp.clone_from(&old.metadata.deletion_timestamp);
+        self.metadata
+            .deletion_timestamp
+            .clone_from(&old.metadata.deletion_timestamp);
         self.metadata.deletion_grace_period_seconds = old.metadata.deletion_grace_period_seconds;
-        self.metadata.owner_references.clone_from(&old.metadata.owner_references);
+        self.metadata
+            .owner_references
+            .clone_from(&old.metadata.owner_references);
     }
 
     fn validate(&self) -> Vec<FieldError> {
@@ -96,7 +106,10 @@ impl Kind for Pod {
             ));
         }
         if old.node_name.is_some() && new.node_name != old.node_name {
-            errors.push(FieldError::forbidden("spec.nodeName", "field is immutable once set"));
+            errors.push(FieldError::forbidden(
+                "spec.nodeName",
+                "field is immutable once set",
+            ));
         }
         errors
     }
@@ -105,7 +118,11 @@ impl Kind for Pod {
 /// The spec with the fields updates may change blanked out.
 fn mutable_masked(spec: &PodSpec) -> Value {
     let mut spec = spec.clone();
-    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
         c.image = None;
     }
     spec.active_deadline_seconds = None;
@@ -164,10 +181,13 @@ fn default_probe(probe: &mut Option<Probe>) {
 }
 
 fn default_container(c: &mut Container) {
-    c.termination_message_path.get_or_insert_with(|| "/dev/termination-log".into());
-    c.termination_message_policy.get_or_insert_with(|| "File".into());
+    c.termination_message_path
+        .get_or_insert_with(|| "/dev/termination-log".into());
+    c.termination_message_policy
+        .get_or_insert_with(|| "File".into());
     if c.image_pull_policy.is_none() {
-        c.image_pull_policy = Some(default_pull_policy(c.image.as_deref().unwrap_or_default()).into());
+        c.image_pull_policy =
+            Some(default_pull_policy(c.image.as_deref().unwrap_or_default()).into());
     }
     c.resources.get_or_insert_with(Default::default);
     for port in c.ports.iter_mut().flatten() {
@@ -200,17 +220,25 @@ fn default_spec(spec: &mut PodSpec) {
     spec.restart_policy.get_or_insert_with(|| "Always".into());
     spec.dns_policy.get_or_insert_with(|| "ClusterFirst".into());
     spec.termination_grace_period_seconds.get_or_insert(30);
-    spec.scheduler_name.get_or_insert_with(|| "default-scheduler".into());
-    spec.security_context.get_or_insert_with(PodSecurityContext::default);
+    spec.scheduler_name
+        .get_or_insert_with(|| "default-scheduler".into());
+    spec.security_context
+        .get_or_insert_with(PodSecurityContext::default);
     spec.enable_service_links.get_or_insert(true);
     spec.priority.get_or_insert(0);
-    spec.preemption_policy.get_or_insert_with(|| "PreemptLowerPriority".into());
+    spec.preemption_policy
+        .get_or_insert_with(|| "PreemptLowerPriority".into());
     if spec.service_account_name.is_none() {
         spec.service_account_name.clone_from(&spec.service_account);
     }
-    spec.service_account_name.get_or_insert_with(|| "default".into());
+    spec.service_account_name
+        .get_or_insert_with(|| "default".into());
     spec.service_account.clone_from(&spec.service_account_name);
-    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
         default_container(c);
     }
     for volume in spec.volumes.iter_mut().flatten() {
@@ -232,7 +260,7 @@ fn default_spec(spec: &mut PodSpec) {
     }
 }
 
-/// The ServiceAccount admission plugin: the projected `kube-api-access-*` volume (token,
+/// The `ServiceAccount` admission plugin: the projected `kube-api-access-*` volume (token,
 /// cluster CA, namespace) mounted in every container, unless automounting is off.
 fn admit_service_account(spec: &mut PodSpec, seed: Option<&str>) {
     if spec.automount_service_account_token == Some(false) {
@@ -290,13 +318,19 @@ fn admit_service_account(spec: &mut PodSpec, seed: Option<&str>) {
         projected: Some(projected),
         ..Default::default()
     });
-    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
-        c.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
-            name: name.clone(),
-            mount_path: SERVICE_ACCOUNT_MOUNT_PATH.into(),
-            read_only: Some(true),
-            ..Default::default()
-        });
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        c.volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(VolumeMount {
+                name: name.clone(),
+                mount_path: SERVICE_ACCOUNT_MOUNT_PATH.into(),
+                read_only: Some(true),
+                ..Default::default()
+            });
     }
 }
 
@@ -316,14 +350,20 @@ pub fn generated_name_suffix() -> String {
     random_suffix(None)
 }
 
-/// The DefaultTolerationSeconds admission plugin: pods tolerate not-ready and unreachable
+/// The `DefaultTolerationSeconds` admission plugin: pods tolerate not-ready and unreachable
 /// nodes for 300 s unless they say otherwise.
 fn admit_default_tolerations(spec: &mut PodSpec) {
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let tolerated = tolerations.iter().any(|t| {
-            (t.key.as_deref() == Some(key) || (t.key.is_none() && t.operator.as_deref() == Some("Exists")))
-                && t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "NoExecute")
+            (t.key.as_deref() == Some(key)
+                || (t.key.is_none() && t.operator.as_deref() == Some("Exists")))
+                && t.effect
+                    .as_deref()
+                    .is_none_or(|e| e.is_empty() || e == "NoExecute")
         });
         if !tolerated {
             tolerations.push(Toleration {
@@ -347,19 +387,22 @@ fn validate_ports(field: &str, ports: &[ContainerPort], errors: &mut Vec<FieldEr
                 "must be between 1 and 65535, inclusive",
             ));
         }
-        if let Some(protocol) = &port.protocol {
-            if !["TCP", "UDP", "SCTP"].contains(&protocol.as_str()) {
-                errors.push(FieldError::not_supported(
-                    format!("{field}[{i}].protocol"),
-                    &json!(protocol),
-                    &["SCTP", "TCP", "UDP"],
-                ));
-            }
+        if let Some(protocol) = &port.protocol
+            && !["TCP", "UDP", "SCTP"].contains(&protocol.as_str())
+        {
+            errors.push(FieldError::not_supported(
+                format!("{field}[{i}].protocol"),
+                &json!(protocol),
+                &["SCTP", "TCP", "UDP"],
+            ));
         }
-        if let Some(name) = port.name.as_ref().filter(|n| !n.is_empty()) {
-            if !names.insert(name.clone()) {
-                errors.push(FieldError::duplicate(format!("{field}[{i}].name"), &json!(name)));
-            }
+        if let Some(name) = port.name.as_ref().filter(|n| !n.is_empty())
+            && !names.insert(name.clone())
+        {
+            errors.push(FieldError::duplicate(
+                format!("{field}[{i}].name"),
+                &json!(name),
+            ));
         }
     }
 }
@@ -373,33 +416,44 @@ fn validate_container(
     if c.name.is_empty() {
         errors.push(FieldError::required(format!("{field}.name")));
     } else {
-        errors.extend(name_errors(&format!("{field}.name"), &c.name, NameRule::Dns1123Label));
+        errors.extend(name_errors(
+            &format!("{field}.name"),
+            &c.name,
+            NameRule::Dns1123Label,
+        ));
     }
     if c.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
         errors.push(FieldError::required(format!("{field}.image")));
     }
-    if let Some(policy) = &c.image_pull_policy {
-        if !["Always", "IfNotPresent", "Never"].contains(&policy.as_str()) {
-            errors.push(FieldError::not_supported(
-                format!("{field}.imagePullPolicy"),
-                &json!(policy),
-                &["Always", "IfNotPresent", "Never"],
-            ));
-        }
+    if let Some(policy) = &c.image_pull_policy
+        && !["Always", "IfNotPresent", "Never"].contains(&policy.as_str())
+    {
+        errors.push(FieldError::not_supported(
+            format!("{field}.imagePullPolicy"),
+            &json!(policy),
+            &["Always", "IfNotPresent", "Never"],
+        ));
     }
-    if let Some(policy) = &c.termination_message_policy {
-        if !["File", "FallbackToLogsOnError"].contains(&policy.as_str()) {
-            errors.push(FieldError::not_supported(
-                format!("{field}.terminationMessagePolicy"),
-                &json!(policy),
-                &["FallbackToLogsOnError", "File"],
-            ));
-        }
+    if let Some(policy) = &c.termination_message_policy
+        && !["File", "FallbackToLogsOnError"].contains(&policy.as_str())
+    {
+        errors.push(FieldError::not_supported(
+            format!("{field}.terminationMessagePolicy"),
+            &json!(policy),
+            &["FallbackToLogsOnError", "File"],
+        ));
     }
-    validate_ports(&format!("{field}.ports"), c.ports.as_deref().unwrap_or_default(), errors);
+    validate_ports(
+        &format!("{field}.ports"),
+        c.ports.as_deref().unwrap_or_default(),
+        errors,
+    );
     for (i, env) in c.env.iter().flatten().enumerate() {
         let valid = !env.name.is_empty()
-            && env.name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '.' | '_'))
+            && env
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '.' | '_'))
             && !env.name.starts_with(|ch: char| ch.is_ascii_digit());
         if !valid {
             errors.push(FieldError::invalid(
@@ -419,7 +473,9 @@ fn validate_container(
             });
         }
         if mount.mount_path.is_empty() {
-            errors.push(FieldError::required(format!("{field}.volumeMounts[{i}].mountPath")));
+            errors.push(FieldError::required(format!(
+                "{field}.volumeMounts[{i}].mountPath"
+            )));
         } else if !mount_paths.insert(mount.mount_path.clone()) {
             errors.push(FieldError::invalid(
                 format!("{field}.volumeMounts[{i}].mountPath"),
@@ -431,16 +487,15 @@ fn validate_container(
     let resources = c.resources.clone().unwrap_or_default();
     let limits: BTreeMap<String, _> = resources.limits.unwrap_or_default();
     for (name, request) in resources.requests.unwrap_or_default() {
-        if let Some(limit) = limits.get(&name) {
-            if let (Some(r), Some(l)) = (parse_quantity(&request.0), parse_quantity(&limit.0)) {
-                if r > l {
-                    errors.push(FieldError::invalid(
-                        format!("{field}.resources.requests"),
-                        &json!(request.0),
-                        &format!("must be less than or equal to {name} limit of {}", limit.0),
-                    ));
-                }
-            }
+        if let Some(limit) = limits.get(&name)
+            && let (Some(r), Some(l)) = (parse_quantity(&request.0), parse_quantity(&limit.0))
+            && r > l
+        {
+            errors.push(FieldError::invalid(
+                format!("{field}.resources.requests"),
+                &json!(request.0),
+                &format!("must be less than or equal to {name} limit of {}", limit.0),
+            ));
         }
     }
 }
@@ -490,30 +545,39 @@ fn validate_spec(spec: &PodSpec) -> Vec<FieldError> {
         .flatten()
         .enumerate()
         .map(|(i, c)| (format!("spec.initContainers[{i}]"), c))
-        .chain(spec.containers.iter().enumerate().map(|(i, c)| (format!("spec.containers[{i}]"), c)));
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("spec.containers[{i}]"), c)),
+        );
     for (field, c) in all {
         validate_container(&field, c, &volumes, &mut errors);
         if !c.name.is_empty() && !names.insert(c.name.clone()) {
-            errors.push(FieldError::duplicate(format!("{field}.name"), &json!(c.name)));
-        }
-    }
-    if let Some(policy) = &spec.restart_policy {
-        if !["Always", "OnFailure", "Never"].contains(&policy.as_str()) {
-            errors.push(FieldError::not_supported(
-                "spec.restartPolicy",
-                &json!(policy),
-                &["Always", "OnFailure", "Never"],
+            errors.push(FieldError::duplicate(
+                format!("{field}.name"),
+                &json!(c.name),
             ));
         }
     }
-    if let Some(policy) = &spec.dns_policy {
-        if !["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"].contains(&policy.as_str()) {
-            errors.push(FieldError::not_supported(
-                "spec.dnsPolicy",
-                &json!(policy),
-                &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
-            ));
-        }
+    if let Some(policy) = &spec.restart_policy
+        && !["Always", "OnFailure", "Never"].contains(&policy.as_str())
+    {
+        errors.push(FieldError::not_supported(
+            "spec.restartPolicy",
+            &json!(policy),
+            &["Always", "OnFailure", "Never"],
+        ));
+    }
+    if let Some(policy) = &spec.dns_policy
+        && !["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"]
+            .contains(&policy.as_str())
+    {
+        errors.push(FieldError::not_supported(
+            "spec.dnsPolicy",
+            &json!(policy),
+            &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        ));
     }
     if spec.active_deadline_seconds.is_some_and(|s| s < 1) {
         errors.push(FieldError::invalid(
@@ -526,6 +590,8 @@ fn validate_spec(spec: &PodSpec) -> Vec<FieldError> {
 }
 
 #[cfg(test)]
+// Helpers take JSON literals by value: the tests read better that way.
+#[allow(clippy::needless_pass_by_value)]
 mod tests {
     use super::*;
     use crate::registry::Registry;
@@ -544,7 +610,10 @@ mod tests {
 
     #[test]
     fn defaults_like_kube_apiserver() {
-        let created = create(pod(json!([{"name": "app", "image": "busybox:1.35", "ports": [{"containerPort": 80}]}]))).unwrap();
+        let created = create(pod(
+            json!([{"name": "app", "image": "busybox:1.35", "ports": [{"containerPort": 80}]}]),
+        ))
+        .unwrap();
         let spec = &created["spec"];
         assert_eq!(spec["restartPolicy"], "Always");
         assert_eq!(spec["dnsPolicy"], "ClusterFirst");
@@ -555,8 +624,16 @@ mod tests {
         assert_eq!(c["imagePullPolicy"], "IfNotPresent");
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
         assert_eq!(c["ports"][0]["protocol"], "TCP");
-        assert_eq!(c["volumeMounts"][0]["mountPath"], SERVICE_ACCOUNT_MOUNT_PATH);
-        assert!(spec["volumes"][0]["name"].as_str().unwrap().starts_with(KUBE_API_ACCESS_PREFIX));
+        assert_eq!(
+            c["volumeMounts"][0]["mountPath"],
+            SERVICE_ACCOUNT_MOUNT_PATH
+        );
+        assert!(
+            spec["volumes"][0]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with(KUBE_API_ACCESS_PREFIX)
+        );
         let tolerations = spec["tolerations"].as_array().unwrap();
         assert_eq!(tolerations.len(), 2);
         assert_eq!(created["status"]["phase"], "Pending");
@@ -594,17 +671,35 @@ mod tests {
             .iter()
             .map(|c| c["field"].as_str().unwrap().to_owned())
             .collect();
-        assert!(fields.contains(&"spec.containers[0].image".to_owned()), "{fields:?}");
-        assert!(fields.contains(&"spec.containers[1].name".to_owned()), "{fields:?}");
-        assert!(fields.contains(&"spec.containers[1].volumeMounts[0].name".to_owned()), "{fields:?}");
+        assert!(
+            fields.contains(&"spec.containers[0].image".to_owned()),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&"spec.containers[1].name".to_owned()),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&"spec.containers[1].volumeMounts[0].name".to_owned()),
+            "{fields:?}"
+        );
     }
 
     #[test]
     fn wrong_types_are_bad_requests_naming_the_field() {
         let err = create(pod(json!([{"name": "app", "image": 42}]))).unwrap_err();
         assert_eq!(err.code, http::StatusCode::BAD_REQUEST);
-        assert!(err.message.contains("spec.containers[0].image"), "{}", err.message);
-        assert!(err.message.starts_with("Pod in version \"v1\" cannot be handled as a Pod"), "{}", err.message);
+        assert!(
+            err.message.contains("spec.containers[0].image"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message
+                .starts_with("Pod in version \"v1\" cannot be handled as a Pod"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -629,7 +724,11 @@ mod tests {
         let mut bad = old.clone();
         bad["spec"]["restartPolicy"] = json!("Never");
         let err = strategy.update(&mut bad, &old, None).unwrap_err();
-        assert!(err.message.contains("pod updates may not change fields"), "{}", err.message);
+        assert!(
+            err.message.contains("pod updates may not change fields"),
+            "{}",
+            err.message
+        );
         // A status update cannot touch the spec, and the main resource cannot touch status.
         let mut status = old.clone();
         status["status"]["phase"] = json!("Running");
@@ -642,10 +741,17 @@ mod tests {
     #[test]
     fn qos_classes() {
         let spec = |resources: Value| -> PodSpec {
-            serde_json::from_value(json!({"containers": [{"name": "a", "resources": resources}]})).unwrap()
+            serde_json::from_value(json!({"containers": [{"name": "a", "resources": resources}]}))
+                .unwrap()
         };
         assert_eq!(qos_class(&spec(json!({}))), "BestEffort");
-        assert_eq!(qos_class(&spec(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
-        assert_eq!(qos_class(&spec(json!({"requests": {"cpu": "1"}}))), "Burstable");
+        assert_eq!(
+            qos_class(&spec(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&spec(json!({"requests": {"cpu": "1"}}))),
+            "Burstable"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Services: defaults, validation, and the ClusterIP and NodePort allocators.
+//! Services: defaults, validation, and the `ClusterIP` and `NodePort` allocators.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -23,7 +23,7 @@ impl Kind for Service {
     }
 
     fn prepare_for_create(&mut self) {
-        self.status = Some(Default::default());
+        self.status = Some(k8s_openapi::api::core::v1::ServiceStatus::default());
     }
 
     fn set_defaults(&mut self) {
@@ -31,12 +31,15 @@ impl Kind for Service {
         spec.type_.get_or_insert_with(|| "ClusterIP".into());
         spec.session_affinity.get_or_insert_with(|| "None".into());
         if spec.type_.as_deref() != Some("ExternalName") {
-            spec.internal_traffic_policy.get_or_insert_with(|| "Cluster".into());
+            spec.internal_traffic_policy
+                .get_or_insert_with(|| "Cluster".into());
             spec.ip_families.get_or_insert_with(|| vec!["IPv4".into()]);
-            spec.ip_family_policy.get_or_insert_with(|| "SingleStack".into());
+            spec.ip_family_policy
+                .get_or_insert_with(|| "SingleStack".into());
         }
         if matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer")) {
-            spec.external_traffic_policy.get_or_insert_with(|| "Cluster".into());
+            spec.external_traffic_policy
+                .get_or_insert_with(|| "Cluster".into());
         }
         for port in spec.ports.iter_mut().flatten() {
             port.protocol.get_or_insert_with(|| "TCP".into());
@@ -79,7 +82,8 @@ impl Kind for Service {
             errors.push(FieldError::not_supported("spec.type", &json!(kind), &TYPES));
         }
         let ports = spec.ports.as_deref().unwrap_or_default();
-        if kind != "ExternalName" && ports.is_empty() && spec.cluster_ip.as_deref() != Some("None") {
+        if kind != "ExternalName" && ports.is_empty() && spec.cluster_ip.as_deref() != Some("None")
+        {
             errors.push(FieldError::required("spec.ports"));
         }
         let mut names = BTreeSet::new();
@@ -96,7 +100,10 @@ impl Kind for Service {
                 errors.push(FieldError::required(format!("spec.ports[{i}].name")));
             }
             if !name.is_empty() && !names.insert(name.clone()) {
-                errors.push(FieldError::duplicate(format!("spec.ports[{i}].name"), &json!(name)));
+                errors.push(FieldError::duplicate(
+                    format!("spec.ports[{i}].name"),
+                    &json!(name),
+                ));
             }
         }
         if kind == "ExternalName" && spec.external_name.as_deref().is_none_or(str::is_empty) {
@@ -106,23 +113,32 @@ impl Kind for Service {
     }
 
     fn validate_update(&self, old: &Self) -> Vec<FieldError> {
-        let ip = |s: &Service| s.spec.as_ref().and_then(|s| s.cluster_ip.clone()).unwrap_or_default();
+        let ip = |s: &Service| {
+            s.spec
+                .as_ref()
+                .and_then(|s| s.cluster_ip.clone())
+                .unwrap_or_default()
+        };
         if !ip(old).is_empty() && ip(self) != ip(old) {
-            vec![FieldError::invalid("spec.clusterIPs[0]", &json!(ip(self)), "may not change once set")]
+            vec![FieldError::invalid(
+                "spec.clusterIPs[0]",
+                &json!(ip(self)),
+                "may not change once set",
+            )]
         } else {
             Vec::new()
         }
     }
 }
 
-/// Hands out ClusterIPs from the service CIDR and NodePorts from 30000-32767.
+/// Hands out `ClusterIPs` from the service CIDR and `NodePorts` from 30000-32767.
 #[derive(Debug, Clone)]
 pub struct ServiceIpAllocator {
     network: u32,
     size: u32,
 }
 
-/// The first NodePort and the last.
+/// The first `NodePort` and the last.
 pub const NODE_PORT_RANGE: (i32, i32) = (30000, 32767);
 
 impl ServiceIpAllocator {
@@ -131,10 +147,16 @@ impl ServiceIpAllocator {
         let (net, len) = cidr
             .split_once('/')
             .ok_or_else(|| format!("service CIDR {cidr:?} is not address/length"))?;
-        let net: Ipv4Addr = net.parse().map_err(|e| format!("service CIDR {cidr:?}: {e}"))?;
-        let len: u32 = len.parse().map_err(|e| format!("service CIDR {cidr:?}: {e}"))?;
+        let net: Ipv4Addr = net
+            .parse()
+            .map_err(|e| format!("service CIDR {cidr:?}: {e}"))?;
+        let len: u32 = len
+            .parse()
+            .map_err(|e| format!("service CIDR {cidr:?}: {e}"))?;
         if !(8..=30).contains(&len) {
-            return Err(format!("service CIDR {cidr:?}: prefix length must be 8 to 30"));
+            return Err(format!(
+                "service CIDR {cidr:?}: prefix length must be 8 to 30"
+            ));
         }
         let size = 1_u32 << (32 - len);
         Ok(ServiceIpAllocator {
@@ -167,33 +189,47 @@ impl ServiceIpAllocator {
             .find(|ip| !used.contains(ip))
     }
 
-    /// A free NodePort, skipping `used`.
+    /// A free `NodePort`, skipping `used`.
     #[must_use]
     pub fn allocate_node_port(used: &BTreeSet<i32>) -> Option<i32> {
         use rand::Rng;
         let (low, high) = NODE_PORT_RANGE;
         let span = high - low + 1;
         let start = rand::rng().random_range(0..span);
-        (0..span).map(|i| low + (start + i) % span).find(|p| !used.contains(p))
+        (0..span)
+            .map(|i| low + (start + i) % span)
+            .find(|p| !used.contains(p))
     }
 }
 
-/// The addresses and NodePorts services already hold.
+/// The addresses and `NodePorts` services already hold.
 #[must_use]
-pub fn used_addresses<'a>(services: impl Iterator<Item = &'a Value>) -> (BTreeSet<Ipv4Addr>, BTreeSet<i32>) {
+pub fn used_addresses<'a>(
+    services: impl Iterator<Item = &'a Value>,
+) -> (BTreeSet<Ipv4Addr>, BTreeSet<i32>) {
     let mut ips = BTreeSet::new();
     let mut ports = BTreeSet::new();
     for service in services {
-        for ip in service["spec"]["clusterIPs"].as_array().into_iter().flatten() {
+        for ip in service["spec"]["clusterIPs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             if let Some(ip) = ip.as_str().and_then(|s| s.parse().ok()) {
                 ips.insert(ip);
             }
         }
-        if let Some(ip) = service["spec"]["clusterIP"].as_str().and_then(|s| s.parse().ok()) {
+        if let Some(ip) = service["spec"]["clusterIP"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+        {
             ips.insert(ip);
         }
         for port in service["spec"]["ports"].as_array().into_iter().flatten() {
-            if let Some(p) = port["nodePort"].as_i64().and_then(|p| i32::try_from(p).ok()) {
+            if let Some(p) = port["nodePort"]
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+            {
                 ports.insert(p);
             }
         }
@@ -215,7 +251,11 @@ mod tests {
             assert!(allocator.contains(ip), "{ip}");
             assert!(used.insert(ip));
         }
-        assert_eq!(allocator.allocate(&used), None, "a /29 has 6 usable addresses");
+        assert_eq!(
+            allocator.allocate(&used),
+            None,
+            "a /29 has 6 usable addresses"
+        );
         assert!(ServiceIpAllocator::new("10.96.0.0").is_err());
     }
 

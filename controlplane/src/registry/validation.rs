@@ -54,7 +54,11 @@ pub fn name_errors(field: &str, name: &str, rule: NameRule) -> Vec<FieldError> {
         NameRule::Dns1035Label => (is_dns1035_label(name), DNS1035_LABEL_MSG, 63),
     };
     if name.len() > max {
-        errors.push(FieldError::invalid(field, &value, &format!("must be no more than {max} characters")));
+        errors.push(FieldError::invalid(
+            field,
+            &value,
+            &format!("must be no more than {max} characters"),
+        ));
     } else if !ok {
         errors.push(FieldError::invalid(field, &value, message));
     }
@@ -64,7 +68,8 @@ pub fn name_errors(field: &str, name: &str, rule: NameRule) -> Vec<FieldError> {
 fn is_qualified_name_part(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -78,10 +83,14 @@ pub fn qualified_name_errors(field: &str, key: &str) -> Vec<FieldError> {
         None => (None, key),
     };
     let mut errors = Vec::new();
-    if let Some(prefix) = prefix {
-        if !is_dns1123_subdomain(prefix) {
-            errors.push(FieldError::invalid(field, &value, &format!("prefix part {DNS1123_SUBDOMAIN_MSG}")));
-        }
+    if let Some(prefix) = prefix
+        && !is_dns1123_subdomain(prefix)
+    {
+        errors.push(FieldError::invalid(
+            field,
+            &value,
+            &format!("prefix part {DNS1123_SUBDOMAIN_MSG}"),
+        ));
     }
     if !is_qualified_name_part(name) {
         errors.push(FieldError::invalid(field, &value, QUALIFIED_NAME_MSG));
@@ -97,7 +106,9 @@ pub fn label_errors(field: &str, labels: &BTreeMap<String, String>) -> Vec<Field
         errors.extend(qualified_name_errors(field, key));
         let valid = value.is_empty()
             || (value.len() <= 63
-                && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
                 && value.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && value.ends_with(|c: char| c.is_ascii_alphanumeric()));
         if !valid {
@@ -107,12 +118,14 @@ pub fn label_errors(field: &str, labels: &BTreeMap<String, String>) -> Vec<Field
     errors
 }
 
-/// Errors for ConfigMap and Secret data keys.
+/// Errors for `ConfigMap` and Secret data keys.
 #[must_use]
 pub fn config_key_errors(field: &str, key: &str) -> Vec<FieldError> {
     let valid = !key.is_empty()
         && key.len() <= 253
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && key != "."
         && key != ".."
         && !key.starts_with("..");
@@ -135,17 +148,30 @@ pub fn metadata_errors(object: &Value, rule: NameRule, namespaced: bool) -> Vec<
     }
     if namespaced {
         match meta.get("namespace").and_then(Value::as_str) {
-            Some(ns) if !ns.is_empty() => errors.extend(name_errors("metadata.namespace", ns, NameRule::Dns1123Label)),
+            Some(ns) if !ns.is_empty() => errors.extend(name_errors(
+                "metadata.namespace",
+                ns,
+                NameRule::Dns1123Label,
+            )),
             _ => errors.push(FieldError::required("metadata.namespace")),
         }
     }
-    if let Some(labels) = meta.get("labels").and_then(|l| serde_json::from_value::<BTreeMap<String, String>>(l.clone()).ok()) {
+    if let Some(labels) = meta
+        .get("labels")
+        .and_then(|l| serde_json::from_value::<BTreeMap<String, String>>(l.clone()).ok())
+    {
         errors.extend(label_errors("metadata.labels", &labels));
     }
     if let Some(annotations) = meta.get("annotations").and_then(Value::as_object) {
-        let total: usize = annotations.iter().map(|(k, v)| k.len() + v.as_str().map_or(0, str::len)).sum();
+        let total: usize = annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
         for key in annotations.keys() {
-            errors.extend(qualified_name_errors("metadata.annotations", &key.to_ascii_lowercase()));
+            errors.extend(qualified_name_errors(
+                "metadata.annotations",
+                &key.to_ascii_lowercase(),
+            ));
         }
         if total > 256 * 1024 {
             errors.push(FieldError {
@@ -173,7 +199,11 @@ mod tests {
         assert!(!is_dns1035_label("1abc"));
         let errors = name_errors("metadata.name", "Bad_Name", NameRule::Dns1123Subdomain);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].message.starts_with("Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"));
+        assert!(
+            errors[0]
+                .message
+                .starts_with("Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain")
+        );
     }
 
     #[test]
@@ -184,7 +214,10 @@ mod tests {
         let ok = json!({"metadata": {"name": "a", "namespace": "b", "labels": {"app.kubernetes.io/name": "x"}}});
         assert!(metadata_errors(&ok, NameRule::Dns1123Subdomain, true).is_empty());
         let bad_label = json!({"metadata": {"name": "a", "labels": {"app": "not valid!"}}});
-        assert_eq!(metadata_errors(&bad_label, NameRule::Dns1123Subdomain, false)[0].field, "metadata.labels");
+        assert_eq!(
+            metadata_errors(&bad_label, NameRule::Dns1123Subdomain, false)[0].field,
+            "metadata.labels"
+        );
     }
 
     #[test]

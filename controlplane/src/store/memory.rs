@@ -42,7 +42,9 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn commit(&self, mut state: MutexGuard<'_, State>, event: Event) -> KeyValue {
@@ -85,7 +87,9 @@ impl Store for MemoryStore {
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
         let mut state = self.lock();
         if state.live.contains_key(key) {
-            return Err(Error::AlreadyExists { key: key.to_owned() });
+            return Err(Error::AlreadyExists {
+                key: key.to_owned(),
+            });
         }
         state.revision += 1;
         let kv = KeyValue {
@@ -94,7 +98,14 @@ impl Store for MemoryStore {
             create_revision: state.revision,
             mod_revision: state.revision,
         };
-        Ok(self.commit(state, Event { kind: EventKind::Put, kv, prev: None }))
+        Ok(self.commit(
+            state,
+            Event {
+                kind: EventKind::Put,
+                kv,
+                prev: None,
+            },
+        ))
     }
 
     async fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> Result<KeyValue> {
@@ -103,7 +114,9 @@ impl Store for MemoryStore {
             .live
             .get(key)
             .cloned()
-            .ok_or_else(|| Error::NotFound { key: key.to_owned() })?;
+            .ok_or_else(|| Error::NotFound {
+                key: key.to_owned(),
+            })?;
         if prev.mod_revision != expected {
             return Err(Error::Conflict {
                 key: key.to_owned(),
@@ -134,7 +147,9 @@ impl Store for MemoryStore {
             .live
             .get(key)
             .cloned()
-            .ok_or_else(|| Error::NotFound { key: key.to_owned() })?;
+            .ok_or_else(|| Error::NotFound {
+                key: key.to_owned(),
+            })?;
         if let Some(expected) = expected.filter(|e| *e != prev.mod_revision) {
             return Err(Error::Conflict {
                 key: key.to_owned(),
@@ -176,24 +191,24 @@ impl Store for MemoryStore {
         let receiver = self.events.subscribe();
         drop(state);
         let prefix = prefix.to_owned();
-        let live = tokio_stream::wrappers::BroadcastStream::new(receiver).filter_map(
-            move |item| {
-                let prefix = prefix.clone();
-                async move {
-                    match item {
-                        Ok(event) if event.revision() > last && event.kv.key.starts_with(&prefix) => {
-                            Some(Ok(event))
-                        }
-                        Ok(_) => None,
-                        Err(_) => Some(Err(Error::Compacted {
-                            requested: last,
-                            compacted: last,
-                        })),
+        let live = tokio_stream::wrappers::BroadcastStream::new(receiver).filter_map(move |item| {
+            let prefix = prefix.clone();
+            async move {
+                match item {
+                    Ok(event) if event.revision() > last && event.kv.key.starts_with(&prefix) => {
+                        Some(Ok(event))
                     }
+                    Ok(_) => None,
+                    Err(_) => Some(Err(Error::Compacted {
+                        requested: last,
+                        compacted: last,
+                    })),
                 }
-            },
-        );
-        Ok(futures::stream::iter(backlog.into_iter().map(Ok)).chain(live).boxed())
+            }
+        });
+        Ok(futures::stream::iter(backlog.into_iter().map(Ok))
+            .chain(live)
+            .boxed())
     }
 
     async fn current_revision(&self) -> Result<Revision> {
@@ -202,9 +217,33 @@ impl Store for MemoryStore {
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         let mut state = self.lock();
+        if revision > state.revision {
+            return Err(Error::Backend {
+                operation: "compact",
+                reason: format!(
+                    "revision {revision} is in the future (current {})",
+                    state.revision
+                ),
+            });
+        }
         state.compacted = state.compacted.max(revision);
         let compacted = state.compacted;
         state.history.retain(|e| e.revision() > compacted);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::MemoryStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn memory_store_passes_the_shared_suite() {
+        if let Err(failed) = super::super::suite::run(Arc::new(MemoryStore::new()), "/suite").await
+        {
+            panic!("{failed}");
+        }
     }
 }

@@ -13,6 +13,13 @@ use std::fmt;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+pub mod embedded;
+pub mod etcd;
+pub mod suite;
+
+pub use embedded::{EmbeddedConfig, EmbeddedStore};
+pub use etcd::{EtcdConfig, EtcdStore};
+
 /// A store revision: the resourceVersion of the Kubernetes API.
 pub type Revision = i64;
 
@@ -124,11 +131,71 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
     /// Every change to keys with the prefix after revision `after`, in order; `Compacted`
     /// if that history is gone.
+    ///
+    /// `after` is a resourceVersion: a watch from `after` is possible while `after` is at
+    /// least the revision of the last compaction. `Compacted` arrives in one of two ways,
+    /// and callers (the API server's 410 Gone) must handle both: as the error of `watch`
+    /// itself when the backend knows at once (the embedded store), or as the stream's first
+    /// and last item (etcd reports it asynchronously). A stream may also end with
+    /// `Compacted` after some events when it fell so far behind that the history it still
+    /// needed was compacted meanwhile; a stream that ends without an error was closed by
+    /// the store (shut down); in every case the caller re-lists or re-watches.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<EventStream>;
     /// The store's current revision.
     async fn current_revision(&self) -> Result<Revision>;
-    /// Forgets history up to and including `revision`.
+    /// Forgets history up to and including `revision`: afterwards a watch needs `after >=
+    /// revision`. Compacting at or below an earlier compaction does nothing; compacting
+    /// beyond the current revision is an error.
     async fn compact(&self, revision: Revision) -> Result<()>;
 }
 
 pub mod memory;
+
+/// The key range `[start, end)` that holds exactly the keys with `prefix`; `end` is `None`
+/// when the range is unbounded (an empty prefix, or one of only `0xff` bytes).
+pub(crate) fn prefix_range(prefix: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+    let start = prefix.as_bytes().to_vec();
+    let mut end = start.clone();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return (start, Some(end));
+        }
+    }
+    (start, None)
+}
+
+/// Whether `key` lies in the range made by [`prefix_range`].
+pub(crate) fn in_range(key: &[u8], start: &[u8], end: Option<&[u8]>) -> bool {
+    key >= start && end.is_none_or(|end| key < end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{in_range, prefix_range};
+
+    #[test]
+    fn prefix_range_separates_sibling_prefixes() {
+        let (start, end) = prefix_range("/registry/pods/");
+        assert_eq!(end.as_deref(), Some(&b"/registry/pods0"[..]));
+        assert!(in_range(
+            b"/registry/pods/default/a",
+            &start,
+            end.as_deref()
+        ));
+        assert!(!in_range(
+            b"/registry/podtemplates/a",
+            &start,
+            end.as_deref()
+        ));
+        assert!(!in_range(b"/registry/pods", &start, end.as_deref()));
+    }
+
+    #[test]
+    fn empty_prefix_is_unbounded() {
+        let (start, end) = prefix_range("");
+        assert!(start.is_empty());
+        assert_eq!(end, None);
+        assert!(in_range(b"anything", &start, None));
+    }
+}
