@@ -18,9 +18,11 @@
 pub mod clock;
 mod digest;
 mod files;
+pub mod kubeconfig;
 pub mod pki;
 pub mod user;
 
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use kubeconfig::{Kubeconfig, KubeconfigCredentials, KubeconfigError};
 pub use pki::{ClusterPki, IssuedCertificate, PkiError, ServingIdentity};
 pub use user::UserInfo;
