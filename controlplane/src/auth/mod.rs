@@ -15,14 +15,25 @@
 //!   everything, nodes what kube-apiserver's Node authorizer and `NodeRestriction` admission
 //!   allow a kubelet, everyone the discovery and health endpoints; RBAC comes later.
 
+pub mod authenticator;
 pub mod clock;
 mod digest;
 mod files;
 pub mod kubeconfig;
+pub mod lookup;
 pub mod pki;
+pub mod service_account;
+pub mod token_file;
 pub mod user;
 
+pub use authenticator::{AuthenticationError, Authenticator};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use kubeconfig::{Kubeconfig, KubeconfigCredentials, KubeconfigError};
+pub use lookup::{InMemoryObjectLookup, ObjectLookup, PodBinding};
 pub use pki::{ClusterPki, IssuedCertificate, PkiError, ServingIdentity};
+pub use service_account::{
+    ServiceAccountClaims, ServiceAccountIssuerConfig, ServiceAccountTokenIssuer, TokenError,
+    TokenRequest,
+};
+pub use token_file::{StaticTokens, TokenFileError};
 pub use user::UserInfo;
