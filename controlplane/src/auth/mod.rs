@@ -16,17 +16,23 @@
 //!   allow a kubelet, everyone the discovery and health endpoints; RBAC comes later.
 
 pub mod authenticator;
+pub mod authorizer;
 pub mod clock;
 mod digest;
 mod files;
 pub mod kubeconfig;
 pub mod lookup;
+pub mod node_authorizer;
+pub mod node_restriction;
 pub mod pki;
 pub mod service_account;
 pub mod token_file;
 pub mod user;
 
 pub use authenticator::{AuthenticationError, Authenticator};
+pub use authorizer::{
+    Decision, RequestAttributes, authorize, forbidden_message, forbidden_message_with_reason,
+};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use kubeconfig::{Kubeconfig, KubeconfigCredentials, KubeconfigError};
 pub use lookup::{InMemoryObjectLookup, ObjectLookup, PodBinding};
