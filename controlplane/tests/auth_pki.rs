@@ -133,6 +133,71 @@ fn half_a_ca_is_refused() {
     assert!(matches!(err, PkiError::IncompleteCa { .. }), "{err}");
 }
 
+/// Writes an admin certificate (same key, same CA) that ends `days` from now.
+fn replace_admin_certificate(dir: &Path, days: u64) -> String {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("read pki file");
+    let ca_key = rcgen::KeyPair::from_pem(&read(file_names::CA_KEY)).expect("ca key");
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&read(file_names::CA_CERT), ca_key).expect("issuer");
+    let admin_key = rcgen::KeyPair::from_pem(&read(file_names::ADMIN_KEY)).expect("admin key");
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:masters");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kubernetes-admin");
+    params.use_authority_key_identifier_extension = true;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + now - Duration::from_hours(1);
+    params.not_after = epoch + now + Duration::from_hours(24 * days);
+    let pem = params.signed_by(&admin_key, &issuer).expect("sign").pem();
+    std::fs::write(dir.join(file_names::ADMIN_CERT), &pem).expect("write admin.crt");
+    pem
+}
+
+#[test]
+fn certificates_close_to_their_end_are_renewed_on_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = pki_in(dir.path());
+
+    let lasting = replace_admin_certificate(dir.path(), 200);
+    let kept = pki_in(dir.path());
+    assert_eq!(kept.admin().certificate_pem, lasting, "200 days left: kept");
+
+    let ending = replace_admin_certificate(dir.path(), 10);
+    let renewed = pki_in(dir.path());
+    assert_ne!(
+        renewed.admin().certificate_pem,
+        ending,
+        "10 days left: renewed"
+    );
+    assert_eq!(
+        renewed.admin().key_pem,
+        first.admin().key_pem,
+        "the key is kept"
+    );
+    assert_eq!(renewed.ca_certificate_pem(), first.ca_certificate_pem());
+    let user = UserInfo::from_client_certificate(&leaf_der(renewed.admin()))
+        .expect("parse")
+        .expect("common name");
+    assert_eq!(user.name, "kubernetes-admin");
+}
+
+#[test]
+fn a_ca_key_of_another_ca_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    pki_in(dir.path());
+    let stranger = rcgen::KeyPair::generate().expect("key").serialize_pem();
+    std::fs::write(dir.path().join(file_names::CA_KEY), stranger).expect("write ca.key");
+    let err = ClusterPki::load_or_create(dir.path(), &identity()).expect_err("mismatched key");
+    assert!(matches!(err, PkiError::CaKeyMismatch { .. }), "{err}");
+}
+
 #[test]
 fn serving_certificate_verifies_for_its_names_only() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -421,7 +486,7 @@ async fn serving_certificate_is_no_client_certificate() {
 }
 
 #[test]
-fn user_extra_is_ordered_and_comparable() {
+fn user_info_round_trips_json() {
     // UserInfo is what TokenReview and SubjectAccessReview carry: it must round-trip JSON.
     let user = UserInfo {
         name: "system:node:n1".into(),

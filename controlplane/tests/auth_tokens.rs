@@ -9,8 +9,8 @@ use ferrolet_controlplane::auth::pki::ServingIdentity;
 use ferrolet_controlplane::auth::service_account::{DEFAULT_ISSUER, ObjectRef};
 use ferrolet_controlplane::auth::{
     AuthenticationError, Authenticator, ClusterPki, FixedClock, InMemoryObjectLookup, PodBinding,
-    ServiceAccountIssuerConfig, ServiceAccountTokenIssuer, StaticTokens, TokenError,
-    TokenFileError, TokenRequest, UserInfo,
+    ServiceAccountIssuerConfig, ServiceAccountTokenIssuer, ServiceAccountTokenRequest,
+    StaticTokens, TokenError, TokenFileError, UserInfo,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -33,8 +33,8 @@ fn clock() -> Arc<FixedClock> {
     ))
 }
 
-fn request() -> TokenRequest {
-    TokenRequest {
+fn request() -> ServiceAccountTokenRequest {
+    ServiceAccountTokenRequest {
         namespace: "default".into(),
         service_account_name: "builder".into(),
         service_account_uid: SA_UID.into(),
@@ -46,7 +46,7 @@ fn request() -> TokenRequest {
             name: "n1".into(),
             uid: "node-uid-1".into(),
         }),
-        ..TokenRequest::default()
+        ..ServiceAccountTokenRequest::default()
     }
 }
 
@@ -98,7 +98,7 @@ fn expired_and_early_tokens_are_rejected() {
     let clock = clock();
     let issuer = issuer_with(&key_pem(), clock.clone());
     let (token, _) = issuer
-        .issue(&TokenRequest {
+        .issue(&ServiceAccountTokenRequest {
             expiration_seconds: Some(600),
             ..request()
         })
@@ -156,7 +156,7 @@ fn wrong_signature_is_rejected() {
 fn wrong_audience_is_rejected() {
     let issuer = issuer_with(&key_pem(), clock());
     let (vault, _) = issuer
-        .issue(&TokenRequest {
+        .issue(&ServiceAccountTokenRequest {
             audiences: vec!["vault".into()],
             ..request()
         })
@@ -184,13 +184,13 @@ fn token_requests_are_validated_and_capped() {
         clock,
     )
     .expect("issuer");
-    let short = issuer.issue(&TokenRequest {
+    let short = issuer.issue(&ServiceAccountTokenRequest {
         expiration_seconds: Some(599),
         ..request()
     });
     assert!(matches!(short, Err(TokenError::InvalidRequest { .. })));
     let (_, expires) = issuer
-        .issue(&TokenRequest {
+        .issue(&ServiceAccountTokenRequest {
             expiration_seconds: Some(48 * 3600),
             ..request()
         })

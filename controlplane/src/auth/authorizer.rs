@@ -9,7 +9,7 @@
 //!   `system:discovery` role) and the service-account issuer documents
 //!   (`/.well-known/openid-configuration`, `/openid/v1/jwks`) for authenticated users;
 //! - kubelets (`system:node:<name>` in `system:nodes`): see
-//!   [`node_authorizer`](super::node_authorizer);
+//!   [`node_authorizer`];
 //! - every authenticated user may create `selfsubjectaccessreviews`,
 //!   `selfsubjectrulesreviews` and `selfsubjectreviews` (`system:basic-user`);
 //! - everything else is denied. Service accounts in particular get nothing more until RBAC
@@ -46,7 +46,8 @@ pub struct RequestAttributes {
 }
 
 impl RequestAttributes {
-    /// A resource request; add a subresource with [`with_subresource`](Self::with_subresource).
+    /// A resource request (without API version, which no decision here depends on); add a
+    /// subresource with [`with_subresource`](Self::with_subresource).
     #[must_use]
     pub fn resource(
         verb: &str,
@@ -58,7 +59,6 @@ impl RequestAttributes {
         Self {
             verb: verb.to_owned(),
             api_group: api_group.to_owned(),
-            api_version: if api_group.is_empty() { "v1" } else { "" }.to_owned(),
             resource: resource.to_owned(),
             namespace: namespace.to_owned(),
             name: name.to_owned(),

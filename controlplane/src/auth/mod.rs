@@ -38,8 +38,8 @@ pub use kubeconfig::{Kubeconfig, KubeconfigCredentials, KubeconfigError};
 pub use lookup::{InMemoryObjectLookup, ObjectLookup, PodBinding};
 pub use pki::{ClusterPki, IssuedCertificate, PkiError, ServingIdentity};
 pub use service_account::{
-    ServiceAccountClaims, ServiceAccountIssuerConfig, ServiceAccountTokenIssuer, TokenError,
-    TokenRequest,
+    ServiceAccountClaims, ServiceAccountIssuerConfig, ServiceAccountTokenIssuer,
+    ServiceAccountTokenRequest, TokenError,
 };
 pub use token_file::{StaticTokens, TokenFileError};
 pub use user::UserInfo;

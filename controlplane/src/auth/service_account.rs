@@ -83,7 +83,7 @@ pub struct ObjectRef {
 /// What a token is requested for: the service account, and like a `TokenRequest`'s spec,
 /// audiences, lifetime and the objects the token is bound to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TokenRequest {
+pub struct ServiceAccountTokenRequest {
     pub namespace: String,
     pub service_account_name: String,
     pub service_account_uid: String,
@@ -291,7 +291,10 @@ impl ServiceAccountTokenIssuer {
     }
 
     /// Issues a token; returns it with its expiration time.
-    pub fn issue(&self, request: &TokenRequest) -> Result<(String, Timestamp), TokenError> {
+    pub fn issue(
+        &self,
+        request: &ServiceAccountTokenRequest,
+    ) -> Result<(String, Timestamp), TokenError> {
         let invalid = |reason: &str| TokenError::InvalidRequest {
             reason: reason.to_owned(),
         };

@@ -406,7 +406,7 @@ impl ClusterPki {
         Ok(cert.pem())
     }
 
-    /// The TLS configuration of the API server; see [`tls`](self::tls).
+    /// The TLS configuration of the API server; see [`tls`].
     pub fn server_config(&self) -> Result<rustls::ServerConfig> {
         tls::server_config(self)
     }
