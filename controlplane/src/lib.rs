@@ -3,6 +3,7 @@
 //! kubelets (ferrolet's or upstream's) to drive a cluster.
 
 pub mod api;
+pub mod auth;
 pub mod cache;
 pub mod registry;
 pub mod resources;
