@@ -11,6 +11,7 @@ async fn main() {
     let server = ApiServer::new(
         Arc::new(MemoryStore::new()),
         ApiConfig::default(),
+        None,
         cancel.clone(),
     )
     .await

@@ -23,6 +23,7 @@ pub(crate) use super::write::{delete, delete_collection, patch, update};
 /// Everything a handler needs about one request.
 pub(crate) struct Context {
     pub server: Arc<ApiServer>,
+    pub user: crate::auth::UserInfo,
     pub info: RequestInfo,
     pub options: QueryOptions,
     pub representation: Representation,
@@ -43,6 +44,13 @@ impl Context {
 
     pub fn key(&self, resource: &ResourceInfo) -> String {
         resource.key(self.namespace(), self.name())
+    }
+
+    /// The NodeRestriction admission plugin: what nodes may write, checked on the body.
+    pub fn admit_node(&self, object: Option<&Value>, old: Option<&Value>) -> ApiResult<()> {
+        let attrs = super::access::attributes(&self.info);
+        crate::auth::node_restriction::admit(&self.user, &attrs, object, old, &self.server.lookup)
+            .map_err(|denied| ApiError::forbidden(denied.message))
     }
 }
 
@@ -468,6 +476,7 @@ pub(crate) async fn create(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
         object["metadata"]["name"] = json!(name);
         let mut candidate = object.clone();
         strategy.create(&mut candidate)?;
+        ctx.admit_node(Some(&candidate), None)?;
         if resource.namespaced {
             namespace_admission(ctx, resource, ctx.namespace().unwrap_or_default(), &name).await?;
         }

@@ -1,5 +1,6 @@
 //! The Kubernetes API over HTTPS.
 
+pub mod access;
 pub(crate) mod admission;
 pub mod bootstrap;
 pub mod discovery;

@@ -69,6 +69,9 @@ pub struct ApiServer {
     /// Serializes `ClusterIP` and `NodePort` allocation.
     pub(crate) service_lock: tokio::sync::Mutex<()>,
     pub(crate) snapshots: Mutex<Snapshots>,
+    /// Authentication; `None` lets every request act as a cluster admin (in-process tests).
+    pub access: Option<super::access::Access>,
+    pub(crate) lookup: super::access::CacheLookup,
     pub cancel: CancellationToken,
 }
 
@@ -85,6 +88,7 @@ impl ApiServer {
     pub async fn new(
         store: Arc<dyn Store>,
         config: ApiConfig,
+        access: Option<super::access::Access>,
         cancel: CancellationToken,
     ) -> Result<Arc<Self>, String> {
         let services = ServiceIpAllocator::new(&config.service_cidr)?;
@@ -98,6 +102,8 @@ impl ApiServer {
         .map_err(|e| format!("start the watch cache: {e}"))?;
         Ok(Arc::new(ApiServer {
             store,
+            lookup: super::access::CacheLookup(cache.clone()),
+            access,
             cache,
             registry: Registry::new(),
             config,
@@ -147,6 +153,8 @@ impl ApiServer {
     async fn route(self: &Arc<Self>, request: Request<Body>) -> ApiResult<Response> {
         let options = QueryOptions::parse(request.uri().query())?;
         let info = RequestInfo::parse(request.method(), request.uri().path(), options.is_watch());
+        let user = super::access::authenticate(self.access.as_ref(), &request, &self.lookup)?;
+        super::access::check(&user, &info, &self.lookup)?;
         if !info.is_resource_request {
             return discovery::handle(self, &info, &request);
         }
@@ -173,6 +181,7 @@ impl ApiServer {
             })?;
         let ctx = handlers::Context {
             server: self.clone(),
+            user,
             info,
             options,
             representation,

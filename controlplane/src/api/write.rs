@@ -88,6 +88,7 @@ async fn commit(
     } else {
         strategy.update(&mut new, &old, ctx.info.subresource.as_deref())?;
     }
+    ctx.admit_node(Some(&new), Some(&old))?;
     if strategy.has_spec() && new["spec"] != old["spec"] {
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
         new["metadata"]["generation"] = json!(generation);
