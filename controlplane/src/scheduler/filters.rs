@@ -1,0 +1,173 @@
+//! The Filter plugins of kube-scheduler's default profile that ferrolet implements, in
+//! upstream's order: `NodeUnschedulable`, `NodeName`, `TaintToleration`, `NodeAffinity`,
+//! `NodeResourcesFit`. As in the framework, a node's verdict is that of the first plugin that
+//! rejects it; only `NodeResourcesFit` gives several reasons at once.
+//!
+//! Reason strings are upstream's, word for word, because users and tools read them from
+//! `kubectl describe pod` (`pkg/scheduler/framework/plugins/*`).
+
+use k8s_openapi::api::core::v1::{Pod, Toleration};
+
+use super::affinity;
+use super::node_info::NodeInfo;
+use super::resources::PodResources;
+use super::taints::{self, NO_EXECUTE, NO_SCHEDULE, TAINT_UNSCHEDULABLE};
+
+/// `NodeUnschedulable`: a cordoned node takes only pods that tolerate the unschedulable taint.
+pub const REASON_UNSCHEDULABLE: &str = "node(s) were unschedulable";
+/// `NodeName`: `spec.nodeName` names another node.
+pub const REASON_NODE_NAME: &str = "node(s) didn't match the requested node name";
+/// `NodeAffinity`: `nodeSelector` or required node affinity does not match.
+pub const REASON_NODE_AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
+/// `NodeResourcesFit`: the node's pod capacity is used up.
+pub const REASON_TOO_MANY_PODS: &str = "Too many pods";
+
+/// The plugin names, as upstream's `names` package spells them.
+pub mod plugin {
+    /// Cordoned nodes.
+    pub const NODE_UNSCHEDULABLE: &str = "NodeUnschedulable";
+    /// `spec.nodeName`.
+    pub const NODE_NAME: &str = "NodeName";
+    /// Taints and tolerations.
+    pub const TAINT_TOLERATION: &str = "TaintToleration";
+    /// `nodeSelector` and node affinity.
+    pub const NODE_AFFINITY: &str = "NodeAffinity";
+    /// Requests against allocatable.
+    pub const NODE_RESOURCES_FIT: &str = "NodeResourcesFit";
+}
+
+/// Why one plugin rejected a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The rejecting plugin.
+    pub plugin: &'static str,
+    /// Its reasons, as they appear in the unschedulable message.
+    pub reasons: Vec<String>,
+}
+
+impl Rejection {
+    fn new(plugin: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            plugin,
+            reasons: vec![reason.into()],
+        }
+    }
+}
+
+/// The outcome of one filter on one node.
+pub type FilterResult = std::result::Result<(), Rejection>;
+
+fn tolerations(pod: &Pod) -> &[Toleration] {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default()
+}
+
+/// `NodeUnschedulable`: `spec.unschedulable` rejects every pod that does not tolerate the
+/// `node.kubernetes.io/unschedulable:NoSchedule` taint.
+pub fn node_unschedulable(pod: &Pod, node: &NodeInfo) -> FilterResult {
+    let cordoned = node
+        .node()
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    let cordon_taint = taints::taint(TAINT_UNSCHEDULABLE, NO_SCHEDULE);
+    if cordoned && !taints::tolerated_by(tolerations(pod), &cordon_taint) {
+        return Err(Rejection::new(
+            plugin::NODE_UNSCHEDULABLE,
+            REASON_UNSCHEDULABLE,
+        ));
+    }
+    Ok(())
+}
+
+/// `NodeName`: a pod that names a node fits only there.
+pub fn node_name(pod: &Pod, node: &NodeInfo) -> FilterResult {
+    match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+        Some(wanted) if !wanted.is_empty() && wanted != node.name() => {
+            Err(Rejection::new(plugin::NODE_NAME, REASON_NODE_NAME))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `TaintToleration`: every `NoSchedule` and `NoExecute` taint must be tolerated (`PreferNoSchedule`
+/// only lowers the score). A node that is not Ready counts as carrying the taint the node
+/// lifecycle controller gives it (see [`taints::scheduling_taints`]).
+pub fn taint_toleration(pod: &Pod, node: &NodeInfo) -> FilterResult {
+    let node_taints = taints::scheduling_taints(node.node());
+    let untolerated = taints::first_untolerated(&node_taints, tolerations(pod), |t| {
+        t.effect == NO_SCHEDULE || t.effect == NO_EXECUTE
+    });
+    match untolerated {
+        Some(taint) => Err(Rejection::new(
+            plugin::TAINT_TOLERATION,
+            format!(
+                "node(s) had untolerated taint {{{}: {}}}",
+                taint.key,
+                taint.value.as_deref().unwrap_or_default()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `NodeAffinity`: `nodeSelector` and required node affinity.
+pub fn node_affinity(pod: &Pod, node: &NodeInfo) -> FilterResult {
+    if affinity::matches_required(pod, node.node()) {
+        Ok(())
+    } else {
+        Err(Rejection::new(plugin::NODE_AFFINITY, REASON_NODE_AFFINITY))
+    }
+}
+
+/// `NodeResourcesFit`: the node's pod capacity, then each requested resource against
+/// allocatable minus what the pods on the node request. Every shortage is a reason.
+pub fn node_resources_fit(pod: &PodResources, node: &NodeInfo) -> FilterResult {
+    let mut reasons = Vec::new();
+    let allocatable = node.allocatable();
+    let used = node.requested();
+    let pod_count = i64::try_from(node.pods().len()).unwrap_or(i64::MAX);
+    if pod_count.saturating_add(1) > allocatable.pods {
+        reasons.push(REASON_TOO_MANY_PODS.to_string());
+    }
+    let wanted = &pod.requests;
+    let short = |want: i64, have: i64, in_use: i64| want > 0 && want > have.saturating_sub(in_use);
+    if short(wanted.milli_cpu, allocatable.milli_cpu, used.milli_cpu) {
+        reasons.push("Insufficient cpu".to_string());
+    }
+    if short(wanted.memory, allocatable.memory, used.memory) {
+        reasons.push("Insufficient memory".to_string());
+    }
+    if short(
+        wanted.ephemeral_storage,
+        allocatable.ephemeral_storage,
+        used.ephemeral_storage,
+    ) {
+        reasons.push("Insufficient ephemeral-storage".to_string());
+    }
+    for (name, amount) in &wanted.scalar {
+        if short(*amount, allocatable.scalar(name), used.scalar(name)) {
+            reasons.push(format!("Insufficient {name}"));
+        }
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(Rejection {
+            plugin: plugin::NODE_RESOURCES_FIT,
+            reasons,
+        })
+    }
+}
+
+/// Runs the filters in upstream order and returns the first rejection.
+pub fn run_filters(pod: &Pod, resources: &PodResources, node: &NodeInfo) -> FilterResult {
+    node_unschedulable(pod, node)?;
+    node_name(pod, node)?;
+    taint_toleration(pod, node)?;
+    node_affinity(pod, node)?;
+    node_resources_fit(resources, node)
+}
