@@ -2,5 +2,6 @@
 //! etcd), a scheduler and a few controllers, enough for the ordinary `kubectl` and for real
 //! kubelets (ferrolet's or upstream's) to drive a cluster.
 
+pub mod controllers;
 pub mod scheduler;
 pub mod store;
