@@ -122,7 +122,9 @@ fn a_node_that_is_not_ready_carries_its_readiness_taint() {
     let tolerant =
         pod("p", &[]).tolerate("node.kubernetes.io/not-ready", "Exists", "", "NoSchedule");
     assert!(filters::taint_toleration(&tolerant, &not_ready).is_ok());
-    // The controller's NoExecute taint is not duplicated by the implicit one.
+    // Tolerating the controller's NoExecute taint for a while (as every pod does through
+    // DefaultTolerationSeconds) does not let a pod onto the unreachable node; tolerating the
+    // key with every effect does.
     let tainted = info(
         node("n1")
             .ready("Unknown")
@@ -131,7 +133,12 @@ fn a_node_that_is_not_ready_carries_its_readiness_taint() {
     );
     let tolerates_no_execute =
         pod("p", &[]).tolerate("node.kubernetes.io/unreachable", "Exists", "", "NoExecute");
-    assert!(filters::taint_toleration(&tolerates_no_execute, &tainted).is_ok());
+    assert_eq!(
+        reasons(filters::taint_toleration(&tolerates_no_execute, &tainted)),
+        vec!["node(s) had untolerated taint {node.kubernetes.io/unreachable: }"]
+    );
+    let tolerates_all = pod("p", &[]).tolerate("node.kubernetes.io/unreachable", "Exists", "", "");
+    assert!(filters::taint_toleration(&tolerates_all, &tainted).is_ok());
 }
 
 #[test]

@@ -91,7 +91,8 @@ pub fn condition_status<'a>(node: &'a Node, type_: &str) -> Option<&'a str> {
 
 /// The taints the scheduler sees on a node: `spec.taints`, plus the `NoSchedule` taint the node
 /// lifecycle controller puts on a node that is not Ready (`not-ready` for a `False` or missing
-/// Ready condition, `unreachable` for `Unknown`) when it is not there yet. This is how
+/// Ready condition, `unreachable` for `Unknown`) when it is not there yet — even if the
+/// `NoExecute` one is, which most pods tolerate for a while. This is how
 /// kube-scheduler keeps pods off unready nodes — through the taint, which pods such as
 /// `DaemonSet` pods can tolerate — without waiting for the controller to write it.
 #[must_use]
@@ -107,7 +108,9 @@ pub fn scheduling_taints(node: &Node) -> Vec<Taint> {
         _ => Some(TAINT_NOT_READY),
     };
     if let Some(key) = implicit
-        && !taints.iter().any(|t| t.key == key)
+        && !taints
+            .iter()
+            .any(|t| t.key == key && t.effect == NO_SCHEDULE)
     {
         taints.push(taint(key, NO_SCHEDULE));
     }
