@@ -5,6 +5,7 @@ mod support;
 
 use ferrolet_controlplane::scheduler::filters::{self, Rejection, plugin};
 use ferrolet_controlplane::scheduler::resources::PodResources;
+use k8s_openapi::api::core::v1::{ContainerPort, Pod};
 use support::{NodeExt, PodExt, info, label_term, name_term, node, pod, requirement};
 
 fn reasons(result: Result<(), Rejection>) -> Vec<String> {
@@ -257,4 +258,66 @@ fn run_filters_reports_only_the_first_rejecting_plugin() {
     let rejection = filters::run_filters(&p, &resources, &n).unwrap_err();
     assert_eq!(rejection.plugin, plugin::NODE_RESOURCES_FIT);
     assert_eq!(rejection.reasons, vec!["Too many pods", "Insufficient cpu"]);
+}
+
+fn with_host_port(p: Pod, ip: &str, protocol: &str, port: i32) -> Pod {
+    let mut p = p;
+    let spec = p.spec.get_or_insert_with(Default::default);
+    spec.containers[0]
+        .ports
+        .get_or_insert_with(Vec::new)
+        .push(ContainerPort {
+            container_port: port,
+            host_port: Some(port),
+            host_ip: (!ip.is_empty()).then(|| ip.to_string()),
+            protocol: (!protocol.is_empty()).then(|| protocol.to_string()),
+            name: None,
+        });
+    p
+}
+
+#[test]
+fn node_ports_rejects_a_taken_host_port() {
+    let n = info(
+        node("n1"),
+        vec![with_host_port(pod("a", &[]).node_name("n1"), "", "", 8080)],
+    );
+    let same = with_host_port(pod("p", &[]), "", "TCP", 8080);
+    let rejection = filters::node_ports(&same, &n).unwrap_err();
+    assert_eq!(rejection.plugin, plugin::NODE_PORTS);
+    assert_eq!(
+        rejection.reasons,
+        vec!["node(s) didn't have free ports for the requested pod ports"]
+    );
+    // 0.0.0.0 held by the bound pod covers every address.
+    assert!(filters::node_ports(&with_host_port(pod("p", &[]), "10.0.0.1", "", 8080), &n).is_err());
+    // Another protocol or port is free.
+    assert!(filters::node_ports(&with_host_port(pod("p", &[]), "", "UDP", 8080), &n).is_ok());
+    assert!(filters::node_ports(&with_host_port(pod("p", &[]), "", "", 8081), &n).is_ok());
+    assert!(filters::node_ports(&pod("p", &[]), &n).is_ok());
+
+    let specific = info(
+        node("n2"),
+        vec![with_host_port(
+            pod("a", &[]).node_name("n2"),
+            "10.0.0.1",
+            "",
+            80,
+        )],
+    );
+    assert!(
+        filters::node_ports(
+            &with_host_port(pod("p", &[]), "10.0.0.2", "", 80),
+            &specific
+        )
+        .is_ok()
+    );
+    assert!(
+        filters::node_ports(
+            &with_host_port(pod("p", &[]), "10.0.0.1", "", 80),
+            &specific
+        )
+        .is_err()
+    );
+    assert!(filters::node_ports(&with_host_port(pod("p", &[]), "", "", 80), &specific).is_err());
 }

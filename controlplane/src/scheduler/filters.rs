@@ -1,12 +1,12 @@
 //! The Filter plugins of kube-scheduler's default profile that ferrolet implements, in
 //! upstream's order: `NodeUnschedulable`, `NodeName`, `TaintToleration`, `NodeAffinity`,
-//! `NodeResourcesFit`. As in the framework, a node's verdict is that of the first plugin that
+//! `NodePorts`, `NodeResourcesFit`. As in the framework, a node's verdict is that of the first plugin that
 //! rejects it; only `NodeResourcesFit` gives several reasons at once.
 //!
 //! Reason strings are upstream's, word for word, because users and tools read them from
 //! `kubectl describe pod` (`pkg/scheduler/framework/plugins/*`).
 
-use k8s_openapi::api::core::v1::{Pod, Toleration};
+use k8s_openapi::api::core::v1::{Container, Pod, Toleration};
 
 use super::affinity;
 use super::node_info::NodeInfo;
@@ -19,6 +19,8 @@ pub const REASON_UNSCHEDULABLE: &str = "node(s) were unschedulable";
 pub const REASON_NODE_NAME: &str = "node(s) didn't match the requested node name";
 /// `NodeAffinity`: `nodeSelector` or required node affinity does not match.
 pub const REASON_NODE_AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
+/// `NodePorts`: a requested host port is taken.
+pub const REASON_NODE_PORTS: &str = "node(s) didn't have free ports for the requested pod ports";
 /// `NodeResourcesFit`: the node's pod capacity is used up.
 pub const REASON_TOO_MANY_PODS: &str = "Too many pods";
 
@@ -32,6 +34,8 @@ pub mod plugin {
     pub const TAINT_TOLERATION: &str = "TaintToleration";
     /// `nodeSelector` and node affinity.
     pub const NODE_AFFINITY: &str = "NodeAffinity";
+    /// Host ports.
+    pub const NODE_PORTS: &str = "NodePorts";
     /// Requests against allocatable.
     pub const NODE_RESOURCES_FIT: &str = "NodeResourcesFit";
 }
@@ -123,6 +127,77 @@ pub fn node_affinity(pod: &Pod, node: &NodeInfo) -> FilterResult {
     }
 }
 
+/// A host port a container binds: `(hostIP, protocol, hostPort)`, with an empty IP read as
+/// `0.0.0.0` and an empty protocol as `TCP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// The host address; `0.0.0.0` for all of them.
+    pub ip: String,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    /// The port.
+    pub port: i32,
+}
+
+const ALL_HOST_IPS: &str = "0.0.0.0";
+
+impl HostPort {
+    /// Whether binding `self` collides with `other` (`HostPortInfo.CheckConflict`): same
+    /// protocol and port, and the same address or either is `0.0.0.0`.
+    #[must_use]
+    pub fn conflicts_with(&self, other: &Self) -> bool {
+        self.protocol == other.protocol
+            && self.port == other.port
+            && (self.ip == other.ip || self.ip == ALL_HOST_IPS || other.ip == ALL_HOST_IPS)
+    }
+}
+
+/// The host ports of a pod's containers and sidecars (init containers with
+/// `restartPolicy: Always`, which run alongside them).
+#[must_use]
+pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    let sidecars = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    spec.containers
+        .iter()
+        .chain(sidecars)
+        .flat_map(|c: &Container| c.ports.iter().flatten())
+        .filter(|p| p.host_port.is_some_and(|port| port > 0))
+        .map(|p| HostPort {
+            ip: p
+                .host_ip
+                .clone()
+                .filter(|ip| !ip.is_empty())
+                .unwrap_or_else(|| ALL_HOST_IPS.to_string()),
+            protocol: p
+                .protocol
+                .clone()
+                .filter(|proto| !proto.is_empty())
+                .unwrap_or_else(|| "TCP".to_string()),
+            port: p.host_port.unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// `NodePorts`: every host port the pod asks for must be free on the node.
+pub fn node_ports(pod: &Pod, node: &NodeInfo) -> FilterResult {
+    let used = node.used_ports();
+    let taken = host_ports(pod)
+        .iter()
+        .any(|wanted| used.iter().any(|u| wanted.conflicts_with(u)));
+    if taken {
+        Err(Rejection::new(plugin::NODE_PORTS, REASON_NODE_PORTS))
+    } else {
+        Ok(())
+    }
+}
+
 /// `NodeResourcesFit`: the node's pod capacity, then each requested resource against
 /// allocatable minus what the pods on the node request. Every shortage is a reason.
 pub fn node_resources_fit(pod: &PodResources, node: &NodeInfo) -> FilterResult {
@@ -169,5 +244,6 @@ pub fn run_filters(pod: &Pod, resources: &PodResources, node: &NodeInfo) -> Filt
     node_name(pod, node)?;
     taint_toleration(pod, node)?;
     node_affinity(pod, node)?;
+    node_ports(pod, node)?;
     node_resources_fit(resources, node)
 }

@@ -1,7 +1,7 @@
 //! The scheduler: places pending pods on nodes, as kube-scheduler's default profile does for
 //! the plugins ferrolet implements (`NodeUnschedulable`, `NodeName`, `TaintToleration`,
-//! `NodeAffinity`, `NodeResourcesFit`; scoring by `LeastAllocated`, `PreferNoSchedule` taints and
-//! preferred node affinity).
+//! `NodeAffinity`, `NodePorts`, `NodeResourcesFit`; scoring by `LeastAllocated`,
+//! `PreferNoSchedule` taints and preferred node affinity).
 //!
 //! The core is pure and unit-tested: [`quantity`] and [`resources`] do the arithmetic,
 //! [`filters`] and [`score`] judge one node, [`algorithm`] makes one decision and formats the

@@ -3,6 +3,8 @@
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
+use super::filters::{HostPort, host_ports};
+
 use super::resources::{PodResources, Resources, Result};
 
 /// A node, the pods bound to it that still hold resources (not Succeeded or Failed, including
@@ -15,6 +17,7 @@ pub struct NodeInfo {
     requested: Resources,
     non_zero_milli_cpu: i64,
     non_zero_memory: i64,
+    used_ports: Vec<HostPort>,
 }
 
 impl NodeInfo {
@@ -32,6 +35,7 @@ impl NodeInfo {
             requested: Resources::default(),
             non_zero_milli_cpu: 0,
             non_zero_memory: 0,
+            used_ports: Vec::new(),
         };
         for pod in pods {
             info.add_pod(pod)?;
@@ -49,6 +53,7 @@ impl NodeInfo {
         self.non_zero_memory = self
             .non_zero_memory
             .saturating_add(resources.non_zero_memory);
+        self.used_ports.extend(host_ports(&pod));
         self.pods.push(pod);
         Ok(())
     }
@@ -93,5 +98,11 @@ impl NodeInfo {
     #[must_use]
     pub fn non_zero_memory(&self) -> i64 {
         self.non_zero_memory
+    }
+
+    /// The host ports the pods on the node hold.
+    #[must_use]
+    pub fn used_ports(&self) -> &[HostPort] {
+        &self.used_ports
     }
 }
