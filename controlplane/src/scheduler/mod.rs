@@ -6,7 +6,7 @@
 //! The core is pure and unit-tested: [`quantity`] and [`resources`] do the arithmetic,
 //! [`filters`] and [`score`] judge one node, [`algorithm`] makes one decision and formats the
 //! unschedulable message ([`fit_error`]), [`queue`] and [`cache`] keep the state between
-//! decisions. [`pass`] and [`run`] wire it to the API through a kube-rs `Client` only, so the
+//! decisions. [`pass`] and [`mod@run`] wire it to the API through a kube-rs `Client` only, so the
 //! scheduler works against ferrolet's API server and a real kube-apiserver alike.
 
 pub mod affinity;
