@@ -5,6 +5,8 @@
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod controllers;
 pub mod registry;
 pub mod resources;
+pub mod scheduler;
 pub mod store;
