@@ -46,7 +46,7 @@ impl Context {
         resource.key(self.namespace(), self.name())
     }
 
-    /// The NodeRestriction admission plugin: what nodes may write, checked on the body.
+    /// The `NodeRestriction` admission plugin: what nodes may write, checked on the body.
     pub fn admit_node(&self, object: Option<&Value>, old: Option<&Value>) -> ApiResult<()> {
         let attrs = super::access::attributes(&self.info);
         crate::auth::node_restriction::admit(&self.user, &attrs, object, old, &self.server.lookup)
