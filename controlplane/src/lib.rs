@@ -10,3 +10,4 @@ pub mod registry;
 pub mod resources;
 pub mod scheduler;
 pub mod store;
+pub mod run;

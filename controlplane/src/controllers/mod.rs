@@ -2,3 +2,4 @@
 //! their spec or the cluster's state calls for, talking to the API server only through a
 //! kube-rs `Client`, as kube-controller-manager's controllers do.
 pub mod node_lifecycle;
+pub mod namespace;
