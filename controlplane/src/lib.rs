@@ -2,4 +2,5 @@
 //! etcd), a scheduler and a few controllers, enough for the ordinary `kubectl` and for real
 //! kubelets (ferrolet's or upstream's) to drive a cluster.
 
+pub mod patch;
 pub mod store;
