@@ -2,8 +2,8 @@
 //! applies it (`MergePatch` of `gopkg.in/evanphx/json-patch.v4`):
 //! - an object patch merges into the object key by key, recursively; `null` deletes a key;
 //! - any other patch value replaces the old value whole — lists are never merged;
-//! - `null` members of a value that is taken over whole (a new key, or a value replacing one
-//!   of another type) are dropped, and so are `null` elements of such lists.
+//! - `null` members of the objects in a value that is taken over whole (a new key, or a value
+//!   replacing one of another type) are dropped; `null` list elements stay.
 
 use serde_json::{Map, Value};
 
@@ -69,17 +69,15 @@ fn merge_value(current: Value, patch: Value) -> Value {
     }
 }
 
-/// Drops `null` object members and `null` list elements, recursively (upstream `pruneNulls`).
+/// Drops the `null` members of every object in `value`, however deeply nested in objects and
+/// lists (upstream `pruneNulls`); `null` list elements stay.
 fn prune_nulls(value: &mut Value) {
     match value {
         Value::Object(map) => {
             map.retain(|_, v| !v.is_null());
             map.values_mut().for_each(prune_nulls);
         }
-        Value::Array(list) => {
-            list.retain(|v| !v.is_null());
-            list.iter_mut().for_each(prune_nulls);
-        }
+        Value::Array(list) => list.iter_mut().for_each(prune_nulls),
         _ => {}
     }
 }
