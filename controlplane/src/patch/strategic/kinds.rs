@@ -168,3 +168,58 @@ pub fn known_kinds() -> impl Iterator<Item = (String, &'static str)> {
         (api_version, row.kind)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::schema::PatchStrategy;
+    use super::*;
+
+    #[test]
+    fn kinds_are_found_by_group_version_and_kind() {
+        assert!(fields_of("v1", "Pod").is_some());
+        assert!(fields_of("storage.k8s.io/v1", "CSINode").is_some());
+        assert!(fields_of("events.k8s.io/v1", "Event").is_some());
+        assert!(fields_of("v1beta1", "Pod").is_none());
+        assert!(fields_of("apps/v1", "Deployment").is_none());
+        assert!(fields_of("example.com/v1", "Pod").is_none());
+        assert!(known_kinds().any(|(v, k)| v == "coordination.k8s.io/v1" && k == "Lease"));
+    }
+
+    #[test]
+    fn pod_strategies_match_upstream_tags() {
+        let pod = FieldSchema {
+            name: "",
+            strategy: PatchStrategy::Unspecified,
+            retain_keys: false,
+            fields: fields_of("v1", "Pod").expect("pod"),
+        };
+        let spec = pod.child("spec");
+        let containers = spec.child("containers");
+        assert_eq!(containers.strategy, PatchStrategy::MergeByKey("name"));
+        assert_eq!(
+            containers.child("ports").strategy,
+            PatchStrategy::MergeByKey("containerPort")
+        );
+        assert_eq!(
+            spec.child("ephemeralContainers").child("env").merge_key(),
+            Some("name")
+        );
+        assert!(spec.child("volumes").retain_keys);
+        assert_eq!(
+            spec.child("tolerations").strategy,
+            PatchStrategy::Unspecified
+        );
+        assert_eq!(
+            pod.child("status").child("containerStatuses").strategy,
+            PatchStrategy::Unspecified
+        );
+        assert_eq!(
+            pod.child("metadata").child("finalizers").strategy,
+            PatchStrategy::MergeSet
+        );
+        assert_eq!(
+            pod.child("nonexistent").child("x").strategy,
+            PatchStrategy::Unspecified
+        );
+    }
+}

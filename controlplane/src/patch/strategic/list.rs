@@ -488,3 +488,68 @@ fn scalar_text(value: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn names(list: &[Value]) -> Vec<&str> {
+        list.iter().filter_map(|v| v["name"].as_str()).collect()
+    }
+
+    #[test]
+    fn element_kinds_must_agree() {
+        assert_eq!(
+            element_kind(&[&[json!(1)], &[json!(2)]]),
+            Ok(ElementKind::Integer)
+        );
+        assert_eq!(
+            element_kind(&[&[json!(1)], &[json!(2.5)]]),
+            Err(StrategicMergeFailure::MixedListElementTypes)
+        );
+        assert_eq!(
+            element_kind(&[&[], &[json!([1])]]),
+            Err(StrategicMergeFailure::ListOfLists)
+        );
+        assert_eq!(
+            element_kind(&[&[], &[]]),
+            Err(StrategicMergeFailure::NoListElements)
+        );
+    }
+
+    #[test]
+    fn interleave_puts_untouched_elements_before_later_patched_ones() {
+        let server_order = [
+            json!({"name": "a"}),
+            json!({"name": "b"}),
+            json!({"name": "c"}),
+        ];
+        let untouched = vec![json!({"name": "a"}), json!({"name": "c"})];
+        let patched = vec![json!({"name": "b"}), json!({"name": "new"})];
+        let merged = interleave(
+            untouched,
+            patched,
+            &server_order,
+            Identity::MergeKey("name"),
+        );
+        assert_eq!(names(&merged), ["a", "b", "new", "c"]);
+    }
+
+    #[test]
+    fn set_element_order_validation_skips_deletions() {
+        let order = [json!({"name": "a"}), json!({"name": "b"})];
+        let patch = [
+            json!({"name": "gone", "$patch": "delete"}),
+            json!({"name": "a"}),
+            json!({"name": "b"}),
+        ];
+        assert_eq!(validate_patch_order(&patch, &order, Some("name")), Ok(()));
+        let reversed = [json!({"name": "b"}), json!({"name": "a"})];
+        assert_eq!(
+            validate_patch_order(&reversed, &order, Some("name")),
+            Err(StrategicMergeFailure::SetElementOrderMismatch)
+        );
+    }
+}

@@ -152,11 +152,18 @@ fn merge_map(
     directives::apply_retain_keys(&mut original, &mut patch)?;
     list::apply_set_element_order(&mut original, &mut patch, schema)?;
 
+    // Upstream walks the patch in Go's random map order, so a list and a deletion list for
+    // the same field apply in either order; deletions last is the deterministic choice (and
+    // upstream's usual outcome). Patches built by kubectl never add what they delete.
+    let mut entries = Vec::with_capacity(patch.len());
+    let mut deletions = Vec::new();
     for (key, patch_value) in patch {
-        let (field, is_delete_list) = match directives::delete_list_field(&key)? {
-            Some(field) => (field.to_owned(), true),
-            None => (key, false),
-        };
+        match directives::delete_list_field(&key)? {
+            Some(field) => deletions.push((field.to_owned(), true, patch_value)),
+            None => entries.push((key, false, patch_value)),
+        }
+    }
+    for (field, is_delete_list, patch_value) in entries.into_iter().chain(deletions) {
         if patch_value.is_null() {
             original.remove(&field);
             continue;
