@@ -327,6 +327,16 @@ fn the_stored_object_must_be_an_object() {
 }
 
 #[test]
+fn the_kind_is_read_from_the_object() {
+    let object = config_map();
+    assert_eq!(
+        ObjectKind::of_object(&object),
+        Some(ObjectKind::of::<ConfigMap>())
+    );
+    assert_eq!(ObjectKind::of_object(&json!({"kind": "Pod"})), None);
+}
+
+#[test]
 fn kinds_with_patch_metadata() {
     assert!(ObjectKind::of::<Pod>().supports_strategic_merge());
     assert!(ObjectKind::of::<k8s_openapi::api::storage::v1::CSINode>().supports_strategic_merge());

@@ -109,7 +109,16 @@ impl ObjectKind<'static> {
     }
 }
 
-impl ObjectKind<'_> {
+impl<'a> ObjectKind<'a> {
+    /// The kind named by an object's own `apiVersion` and `kind` members, if it has both.
+    #[must_use]
+    pub fn of_object(object: &'a Value) -> Option<Self> {
+        Some(Self {
+            api_version: object.get("apiVersion")?.as_str()?,
+            kind: object.get("kind")?.as_str()?,
+        })
+    }
+
     /// Whether strategic merge patches can be applied to this kind.
     #[must_use]
     pub fn supports_strategic_merge(&self) -> bool {
