@@ -8,6 +8,9 @@
 //!
 //! Needs `kubectl` on `PATH` (`hack/install-deps` installs it); no cluster is contacted.
 
+// Each test crate that includes this module uses only part of it.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::process::Command;
 
