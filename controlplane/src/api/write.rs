@@ -196,7 +196,7 @@ pub(crate) async fn update(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
 
 pub(crate) async fn patch(ctx: &Context, content_type: &str, body: &[u8]) -> ApiResult<Response> {
     let (resource, strategy) = ctx.resource()?;
-    let patch_type = super::patching::PatchKind::from_content_type(content_type)?;
+    let patch_type = super::patching::patch_type(content_type)?;
     for _ in 0..RETRIES {
         let kv = current(ctx, resource).await?;
         let original = decode_stored(&kv)?;
