@@ -68,11 +68,12 @@ impl ControlPlaneConfig {
     }
 
     fn advertise(&self) -> IpAddr {
-        self.advertise_address.unwrap_or(if self.bind_address.is_unspecified() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            self.bind_address
-        })
+        self.advertise_address
+            .unwrap_or(if self.bind_address.is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                self.bind_address
+            })
     }
 
     /// The admin kubeconfig path.
@@ -150,12 +151,16 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Starts everything; returns once the API server listens.
-    pub async fn start(config: ControlPlaneConfig, cancel: CancellationToken) -> Result<Self, Error> {
+    pub async fn start(
+        config: ControlPlaneConfig,
+        cancel: CancellationToken,
+    ) -> Result<Self, Error> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
-        let services = crate::registry::ServiceIpAllocator::new(&config.service_cidr).map_err(Error::ApiServer)?;
+        let services = crate::registry::ServiceIpAllocator::new(&config.service_cidr)
+            .map_err(Error::ApiServer)?;
         let advertise = config.advertise();
         let mut identity = ServingIdentity::for_service_ip(IpAddr::V4(services.first()));
         identity.ip_addresses.push(advertise);
@@ -172,10 +177,16 @@ impl ControlPlane {
         let kubeconfig = config.kubeconfig_path();
         Kubeconfig::admin(&pki, &server_url)
             .write_to(&kubeconfig)
-            .map_err(|source| Error::Kubeconfig { path: kubeconfig.clone(), source })?;
+            .map_err(|source| Error::Kubeconfig {
+                path: kubeconfig.clone(),
+                source,
+            })?;
 
         let mut tokens = match &config.token_auth_file {
-            Some(path) => StaticTokens::load(path).map_err(|source| Error::TokenFile { path: path.clone(), source })?,
+            Some(path) => StaticTokens::load(path).map_err(|source| Error::TokenFile {
+                path: path.clone(),
+                source,
+            })?,
             None => StaticTokens::default(),
         };
         let loopback_token = uuid::Uuid::new_v4().simple().to_string();
@@ -197,17 +208,23 @@ impl ControlPlane {
             authenticator: Arc::new(Authenticator::new(tokens, Some(Arc::new(issuer)), true)),
         };
 
-        let (store, embedded): (Arc<dyn Store>, Option<Arc<EmbeddedStore>>) = if config.etcd_servers.is_empty() {
-            let dir = config.data_dir.join("store");
-            let store = EmbeddedStore::open(&dir).await.map_err(|source| Error::EmbeddedStore { path: dir, source })?;
-            let store = Arc::new(store);
-            (store.clone(), Some(store))
-        } else {
-            let store = EtcdStore::connect(EtcdConfig::new(config.etcd_servers.clone()))
-                .await
-                .map_err(|source| Error::Etcd { endpoints: config.etcd_servers.clone(), source })?;
-            (Arc::new(store), None)
-        };
+        let (store, embedded): (Arc<dyn Store>, Option<Arc<EmbeddedStore>>) =
+            if config.etcd_servers.is_empty() {
+                let dir = config.data_dir.join("store");
+                let store = EmbeddedStore::open(&dir)
+                    .await
+                    .map_err(|source| Error::EmbeddedStore { path: dir, source })?;
+                let store = Arc::new(store);
+                (store.clone(), Some(store))
+            } else {
+                let store = EtcdStore::connect(EtcdConfig::new(config.etcd_servers.clone()))
+                    .await
+                    .map_err(|source| Error::Etcd {
+                        endpoints: config.etcd_servers.clone(),
+                        source,
+                    })?;
+                (Arc::new(store), None)
+            };
 
         let api_config = ApiConfig {
             service_cidr: config.service_cidr.clone(),
@@ -219,23 +236,42 @@ impl ControlPlane {
         let server = ApiServer::new(store.clone(), api_config, Some(access), cancel.clone())
             .await
             .map_err(Error::ApiServer)?;
-        server.bootstrap().await.map_err(|e| Error::ApiServer(e.to_string()))?;
+        server
+            .bootstrap()
+            .await
+            .map_err(|e| Error::ApiServer(e.to_string()))?;
 
         let address = SocketAddr::new(config.bind_address, config.secure_port);
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|source| Error::Listen { address, source })?;
-        let address = listener.local_addr().map_err(|source| Error::Listen { address, source })?;
-        let tls = pki.server_config().map_err(|source| Error::Pki { path: pki_dir, source })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| Error::Listen { address, source })?;
+        let tls = pki.server_config().map_err(|source| Error::Pki {
+            path: pki_dir,
+            source,
+        })?;
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(crate::api::serve::serve(server.clone(), listener, Some(Arc::new(tls)), cancel.clone()));
+        tasks.spawn(crate::api::serve::serve(
+            server.clone(),
+            listener,
+            Some(Arc::new(tls)),
+            cancel.clone(),
+        ));
         tasks.spawn(compact(store, config.compaction_interval, cancel.clone()));
 
         let client = loopback_client(&pki, address, &loopback_token)?;
         let scheduler_cancel = cancel.clone();
         let scheduler_client = client.clone();
         tasks.spawn(async move {
-            if let Err(err) = crate::scheduler::run(scheduler_client, SchedulerConfig::default(), scheduler_cancel).await {
+            if let Err(err) = crate::scheduler::run(
+                scheduler_client,
+                SchedulerConfig::default(),
+                scheduler_cancel,
+            )
+            .await
+            {
                 tracing::error!(%err, "scheduler stopped");
             }
         });
@@ -247,7 +283,12 @@ impl ControlPlane {
         let lifecycle_cancel = cancel.clone();
         let lifecycle_client = client.clone();
         tasks.spawn(async move {
-            if let Err(err) = crate::controllers::node_lifecycle::run(lifecycle_client, lifecycle, lifecycle_cancel).await {
+            let controller = Box::pin(crate::controllers::node_lifecycle::run(
+                lifecycle_client,
+                lifecycle,
+                lifecycle_cancel,
+            ));
+            if let Err(err) = controller.await {
                 tracing::error!(%err, "node lifecycle controller stopped");
             }
         });
@@ -273,15 +314,19 @@ impl ControlPlane {
 }
 
 /// A kube client that talks to this API server as `system:apiserver`.
-fn loopback_client(pki: &ClusterPki, address: SocketAddr, token: &str) -> Result<kube::Client, Error> {
+fn loopback_client(
+    pki: &ClusterPki,
+    address: SocketAddr,
+    token: &str,
+) -> Result<kube::Client, Error> {
     let host = if address.ip().is_unspecified() {
         SocketAddr::new(IpAddr::from([127, 0, 0, 1]), address.port())
     } else {
         address
     };
-    let url: http::Uri = format!("https://{host}").parse().map_err(|e: http::uri::InvalidUri| {
-        Error::ApiServer(format!("loopback URL: {e}"))
-    })?;
+    let url: http::Uri = format!("https://{host}")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| Error::ApiServer(format!("loopback URL: {e}")))?;
     let mut config = kube::Config::new(url);
     config.root_cert = Some(vec![pki.ca_certificate_der().to_vec()]);
     config.auth_info.token = Some(token.to_owned().into());
@@ -299,10 +344,10 @@ async fn compact(store: Arc<dyn Store>, interval: Duration, cancel: Cancellation
             () = cancel.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        if let Some(revision) = previous {
-            if let Err(err) = store.compact(revision).await {
-                tracing::warn!(%err, revision, "compaction failed");
-            }
+        if let Some(revision) = previous
+            && let Err(err) = store.compact(revision).await
+        {
+            tracing::warn!(%err, revision, "compaction failed");
         }
         previous = store.current_revision().await.ok();
     }

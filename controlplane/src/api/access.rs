@@ -36,13 +36,19 @@ impl ObjectLookup for CacheLookup {
         Some(PodBinding::of(&pod))
     }
 
-    fn node_has_pod_with_service_account(&self, node_name: &str, namespace: &str, service_account: &str) -> bool {
+    fn node_has_pod_with_service_account(
+        &self,
+        node_name: &str,
+        namespace: &str,
+        service_account: &str,
+    ) -> bool {
         let Some(pods) = resources::lookup("", "v1", "pods") else {
             return false;
         };
         let (objects, _) = self.0.list(&pods.key_prefix_in(Some(namespace)));
         objects.iter().any(|o| {
-            o.value["spec"]["nodeName"] == node_name && o.value["spec"]["serviceAccountName"] == service_account
+            o.value["spec"]["nodeName"] == node_name
+                && o.value["spec"]["serviceAccountName"] == service_account
         })
     }
 
@@ -76,7 +82,11 @@ pub fn attributes(info: &RequestInfo) -> RequestAttributes {
 }
 
 /// Who sent the request: 401 if the credentials are bad.
-pub(crate) fn authenticate(access: Option<&Access>, request: &Request<Body>, lookup: &CacheLookup) -> ApiResult<UserInfo> {
+pub(crate) fn authenticate(
+    access: Option<&Access>,
+    request: &Request<Body>,
+    lookup: &CacheLookup,
+) -> ApiResult<UserInfo> {
     let Some(access) = access else {
         return Ok(UserInfo {
             name: "system:admin".into(),
@@ -88,7 +98,10 @@ pub(crate) fn authenticate(access: Option<&Access>, request: &Request<Body>, loo
         .extensions()
         .get::<PeerCertificates>()
         .and_then(|c| c.0.first().cloned());
-    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     access
         .authenticator
         .authenticate(certificate.as_deref(), authorization, lookup)

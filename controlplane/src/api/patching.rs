@@ -22,13 +22,17 @@ pub fn patch_type(content_type: &str) -> ApiResult<PatchType> {
 }
 
 /// Applies a patch to `original` (the current object).
-pub fn apply(resource: &ResourceInfo, kind: PatchType, original: &Value, body: &[u8]) -> ApiResult<Value> {
+pub fn apply(
+    resource: &ResourceInfo,
+    kind: PatchType,
+    original: &Value,
+    body: &[u8],
+) -> ApiResult<Value> {
     let api_version = resource.api_version();
     let object_kind = ObjectKind {
         api_version: &api_version,
         kind: resource.kind,
     };
-    apply_patch(object_kind, kind, original, body).map_err(|err| {
-        ApiError::new(err.http_status(), err.reason(), err.to_string())
-    })
+    apply_patch(object_kind, kind, original, body)
+        .map_err(|err| ApiError::new(err.http_status(), err.reason(), err.to_string()))
 }

@@ -97,7 +97,8 @@ impl StaticTokens {
 
     /// Adds a token (the API server's own loopback identity, for one).
     pub fn insert(&mut self, token: &str, user: UserInfo) {
-        self.users.insert(token.to_owned(), user.with_authenticated_group());
+        self.users
+            .insert(token.to_owned(), user.with_authenticated_group());
     }
 
     /// The user of `token`, if the file has it.

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::resources::RESOURCES;
@@ -51,8 +51,15 @@ pub async fn run(client: Client, cancel: CancellationToken) {
 /// One look at every terminating namespace.
 pub async fn pass(client: &Client) -> Result<(), Error> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let list = namespaces.list(&ListParams::default()).await.map_err(Error::ListNamespaces)?;
-    for ns in list.items.iter().filter(|n| n.metadata.deletion_timestamp.is_some()) {
+    let list = namespaces
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::ListNamespaces)?;
+    for ns in list
+        .items
+        .iter()
+        .filter(|n| n.metadata.deletion_timestamp.is_some())
+    {
         let name = ns.metadata.name.clone().unwrap_or_default();
         if empty_namespace(client, &name).await? {
             finalize(&namespaces, ns.clone()).await?;
@@ -67,12 +74,16 @@ async fn empty_namespace(client: &Client, namespace: &str) -> Result<bool, Error
     for resource in RESOURCES.iter().filter(|r| r.namespaced) {
         let gvk = GroupVersionKind::gvk(resource.group, resource.version, resource.kind);
         let api_resource = ApiResource::from_gvk_with_plural(&gvk, resource.plural);
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &api_resource);
-        let objects = api.list(&ListParams::default()).await.map_err(|source| Error::ListContent {
-            resource: resource.plural.to_owned(),
-            namespace: namespace.to_owned(),
-            source,
-        })?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &api_resource);
+        let objects =
+            api.list(&ListParams::default())
+                .await
+                .map_err(|source| Error::ListContent {
+                    resource: resource.plural.to_owned(),
+                    namespace: namespace.to_owned(),
+                    source,
+                })?;
         for object in &objects.items {
             empty = false;
             if object.metadata.deletion_timestamp.is_some() {
@@ -89,14 +100,15 @@ async fn empty_namespace(client: &Client, namespace: &str) -> Result<bool, Error
 
 async fn finalize(namespaces: &Api<Namespace>, mut ns: Namespace) -> Result<(), Error> {
     let name = ns.metadata.name.clone().unwrap_or_default();
-    if let Some(spec) = ns.spec.as_mut() {
-        if let Some(finalizers) = spec.finalizers.as_mut() {
-            finalizers.retain(|f| f != "kubernetes");
-        }
+    if let Some(finalizers) = ns.spec.as_mut().and_then(|s| s.finalizers.as_mut()) {
+        finalizers.retain(|f| f != "kubernetes");
     }
     namespaces
         .replace_subresource("finalize", &name, &PostParams::default(), &ns)
         .await
         .map(drop)
-        .map_err(|source| Error::Finalize { namespace: name, source })
+        .map_err(|source| Error::Finalize {
+            namespace: name,
+            source,
+        })
 }
