@@ -1,6 +1,7 @@
 //! `ferrolet`: the one binary. Each subcommand wires library crates together; the work
 //! happens in the crates.
 
+mod control_plane_cmd;
 mod cri_cmd;
 
 use clap::{Parser, Subcommand};
@@ -13,7 +14,7 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// Log filter in tracing's env-filter syntax, such as info or debug.
-    #[arg(long, global = true, env = "FERROLET_LOG", default_value = "warn")]
+    #[arg(long, global = true, env = "FERROLET_LOG", default_value = "info")]
     log: String,
 
     #[command(subcommand)]
@@ -25,6 +26,9 @@ enum Command {
     /// Inspect and drive a CRI runtime directly (like crictl): containerd, CRI-O, or any
     /// runtime.v1 server.
     Cri(cri_cmd::CriArgs),
+    /// Run the companion control plane: API server (embedded store or etcd), scheduler and
+    /// controllers. Prints the admin kubeconfig path.
+    ControlPlane(control_plane_cmd::ControlPlaneArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +45,7 @@ fn main() -> std::process::ExitCode {
             runtime.block_on(async move {
                 match cli.command {
                     Command::Cri(args) => cri_cmd::run(args).await,
+                    Command::ControlPlane(args) => control_plane_cmd::run(args).await,
                 }
             })
         });

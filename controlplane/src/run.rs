@@ -173,7 +173,15 @@ impl ControlPlane {
             source,
         })?;
 
-        let server_url = format!("https://{}", SocketAddr::new(advertise, config.secure_port));
+        let address = SocketAddr::new(config.bind_address, config.secure_port);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| Error::Listen { address, source })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| Error::Listen { address, source })?;
+        // With port 0 the kernel picks one: clients learn the real port.
+        let server_url = format!("https://{}", SocketAddr::new(advertise, address.port()));
         let kubeconfig = config.kubeconfig_path();
         Kubeconfig::admin(&pki, &server_url)
             .write_to(&kubeconfig)
@@ -182,53 +190,11 @@ impl ControlPlane {
                 source,
             })?;
 
-        let mut tokens = match &config.token_auth_file {
-            Some(path) => StaticTokens::load(path).map_err(|source| Error::TokenFile {
-                path: path.clone(),
-                source,
-            })?,
-            None => StaticTokens::default(),
-        };
-        let loopback_token = uuid::Uuid::new_v4().simple().to_string();
-        tokens.insert(
-            &loopback_token,
-            crate::auth::UserInfo {
-                name: "system:apiserver".into(),
-                groups: vec!["system:masters".into()],
-                ..Default::default()
-            },
-        );
-        let issuer = ServiceAccountTokenIssuer::new(
-            pki.service_account_key_pem(),
-            ServiceAccountIssuerConfig::default(),
-            Arc::new(SystemClock),
-        )
-        .map_err(Error::ServiceAccountKey)?;
-        let access = Access {
-            authenticator: Arc::new(Authenticator::new(tokens, Some(Arc::new(issuer)), true)),
-        };
-
-        let (store, embedded): (Arc<dyn Store>, Option<Arc<EmbeddedStore>>) =
-            if config.etcd_servers.is_empty() {
-                let dir = config.data_dir.join("store");
-                let store = EmbeddedStore::open(&dir)
-                    .await
-                    .map_err(|source| Error::EmbeddedStore { path: dir, source })?;
-                let store = Arc::new(store);
-                (store.clone(), Some(store))
-            } else {
-                let store = EtcdStore::connect(EtcdConfig::new(config.etcd_servers.clone()))
-                    .await
-                    .map_err(|source| Error::Etcd {
-                        endpoints: config.etcd_servers.clone(),
-                        source,
-                    })?;
-                (Arc::new(store), None)
-            };
-
+        let (access, loopback_token) = authentication(&config, &pki)?;
+        let (store, embedded) = open_store(&config).await?;
         let api_config = ApiConfig {
             service_cidr: config.service_cidr.clone(),
-            advertise_address: SocketAddr::new(advertise, config.secure_port).to_string(),
+            advertise_address: SocketAddr::new(advertise, address.port()).to_string(),
             ca_pem: Some(pki.ca_certificate_pem().to_owned()),
             cache_capacity: config.watch_cache_capacity,
             ..ApiConfig::default()
@@ -241,13 +207,6 @@ impl ControlPlane {
             .await
             .map_err(|e| Error::ApiServer(e.to_string()))?;
 
-        let address = SocketAddr::new(config.bind_address, config.secure_port);
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|source| Error::Listen { address, source })?;
-        let address = listener
-            .local_addr()
-            .map_err(|source| Error::Listen { address, source })?;
         let tls = pki.server_config().map_err(|source| Error::Pki {
             path: pki_dir,
             source,
@@ -262,37 +221,7 @@ impl ControlPlane {
         tasks.spawn(compact(store, config.compaction_interval, cancel.clone()));
 
         let client = loopback_client(&pki, address, &loopback_token)?;
-        let scheduler_cancel = cancel.clone();
-        let scheduler_client = client.clone();
-        tasks.spawn(async move {
-            if let Err(err) = crate::scheduler::run(
-                scheduler_client,
-                SchedulerConfig::default(),
-                scheduler_cancel,
-            )
-            .await
-            {
-                tracing::error!(%err, "scheduler stopped");
-            }
-        });
-        let lifecycle = NodeLifecycleConfig {
-            grace_period: config.node_monitor_grace_period,
-            pod_eviction_timeout: config.pod_eviction_timeout,
-            ..NodeLifecycleConfig::default()
-        };
-        let lifecycle_cancel = cancel.clone();
-        let lifecycle_client = client.clone();
-        tasks.spawn(async move {
-            let controller = Box::pin(crate::controllers::node_lifecycle::run(
-                lifecycle_client,
-                lifecycle,
-                lifecycle_cancel,
-            ));
-            if let Err(err) = controller.await {
-                tracing::error!(%err, "node lifecycle controller stopped");
-            }
-        });
-        tasks.spawn(crate::controllers::namespace::run(client, cancel.clone()));
+        spawn_controllers(&mut tasks, &client, &config, &cancel);
         Ok(ControlPlane {
             kubeconfig,
             address,
@@ -311,6 +240,108 @@ impl ControlPlane {
             store.close().await;
         }
     }
+}
+
+/// The authenticator (client certificates, the token file, service-account tokens) and the
+/// loopback token the in-process controllers use.
+fn authentication(
+    config: &ControlPlaneConfig,
+    pki: &ClusterPki,
+) -> Result<(Access, String), Error> {
+    let mut tokens = match &config.token_auth_file {
+        Some(path) => StaticTokens::load(path).map_err(|source| Error::TokenFile {
+            path: path.clone(),
+            source,
+        })?,
+        None => StaticTokens::default(),
+    };
+    let loopback_token = uuid::Uuid::new_v4().simple().to_string();
+    tokens.insert(
+        &loopback_token,
+        crate::auth::UserInfo {
+            name: "system:apiserver".into(),
+            groups: vec!["system:masters".into()],
+            ..Default::default()
+        },
+    );
+    let issuer = ServiceAccountTokenIssuer::new(
+        pki.service_account_key_pem(),
+        ServiceAccountIssuerConfig::default(),
+        Arc::new(SystemClock),
+    )
+    .map_err(Error::ServiceAccountKey)?;
+    let access = Access {
+        authenticator: Arc::new(Authenticator::new(tokens, Some(Arc::new(issuer)), true)),
+    };
+
+    Ok((access, loopback_token))
+}
+
+/// The embedded store in the data directory, or etcd when endpoints are given.
+async fn open_store(
+    config: &ControlPlaneConfig,
+) -> Result<(Arc<dyn Store>, Option<Arc<EmbeddedStore>>), Error> {
+    let opened: (Arc<dyn Store>, Option<Arc<EmbeddedStore>>) = if config.etcd_servers.is_empty() {
+        let dir = config.data_dir.join("store");
+        let store = EmbeddedStore::open(&dir)
+            .await
+            .map_err(|source| Error::EmbeddedStore { path: dir, source })?;
+        let store = Arc::new(store);
+        (store.clone(), Some(store))
+    } else {
+        let store = EtcdStore::connect(EtcdConfig::new(config.etcd_servers.clone()))
+            .await
+            .map_err(|source| Error::Etcd {
+                endpoints: config.etcd_servers.clone(),
+                source,
+            })?;
+        (Arc::new(store), None)
+    };
+
+    Ok(opened)
+}
+
+/// The scheduler, the node lifecycle and the namespace controllers.
+fn spawn_controllers(
+    tasks: &mut tokio::task::JoinSet<()>,
+    client: &kube::Client,
+    config: &ControlPlaneConfig,
+    cancel: &CancellationToken,
+) {
+    let scheduler_cancel = cancel.clone();
+    let scheduler_client = client.clone();
+    tasks.spawn(async move {
+        if let Err(err) = crate::scheduler::run(
+            scheduler_client,
+            SchedulerConfig::default(),
+            scheduler_cancel,
+        )
+        .await
+        {
+            tracing::error!(%err, "scheduler stopped");
+        }
+    });
+    let lifecycle = NodeLifecycleConfig {
+        grace_period: config.node_monitor_grace_period,
+        pod_eviction_timeout: config.pod_eviction_timeout,
+        ..NodeLifecycleConfig::default()
+    };
+    let lifecycle_cancel = cancel.clone();
+    let lifecycle_client = client.clone();
+    tasks.spawn(async move {
+        let controller = Box::pin(crate::controllers::node_lifecycle::run(
+            lifecycle_client,
+            lifecycle,
+            lifecycle_cancel,
+        ));
+        if let Err(err) = controller.await {
+            tracing::error!(%err, "node lifecycle controller stopped");
+        }
+    });
+    tasks.spawn(crate::controllers::namespace::run(
+        client.clone(),
+        cancel.clone(),
+    ));
 }
 
 /// A kube client that talks to this API server as `system:apiserver`.

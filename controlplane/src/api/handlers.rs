@@ -360,10 +360,13 @@ pub(crate) fn field_validation(ctx: &Context, unknown: &[String]) -> ApiResult<V
         .map(|f| format!("unknown field \"{f}\""))
         .collect();
     match ctx.options.field_validation()? {
-        "Strict" => Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
-            messages.join(", ")
-        ))),
+        "Strict" => {
+            let (kind, version) = ctx.resource().map(|(r, _)| (r.kind, r.version)).unwrap_or_default();
+            Err(ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                messages.join(", ")
+            )))
+        }
         "Warn" => Ok(messages),
         _ => Ok(Vec::new()),
     }
