@@ -83,7 +83,7 @@ pub struct WatchCache {
 }
 
 /// Parses a stored value and stamps its resourceVersion.
-fn to_object(kv: &KeyValue, revision: Revision) -> Arc<CachedObject> {
+pub(crate) fn to_object(kv: &KeyValue, revision: Revision) -> Arc<CachedObject> {
     let mut value: Value = serde_json::from_slice(&kv.value).unwrap_or_else(|err| {
         tracing::error!(key = %kv.key, %err, "stored value is not JSON");
         Value::Null
@@ -299,6 +299,35 @@ impl WatchCache {
             async move { keep }
         });
         Ok(futures::stream::iter(backlog).chain(live).boxed())
+    }
+
+    /// Changes after `after` read from the store itself, for watches that resume from before
+    /// the cache's window (after a restart of the API server, say): the store keeps history
+    /// until it is compacted.
+    pub async fn watch_store(
+        store: &dyn Store,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<BoxStream<'static, Result<Arc<Change>, CacheError>>, CacheError> {
+        let events = store.watch(prefix, after).await?;
+        Ok(events
+            .map(|event| {
+                let event = event?;
+                let revision = event.revision();
+                let prev = event.prev.as_ref().map(|kv| to_object(kv, kv.mod_revision));
+                let kind = match event.kind {
+                    EventKind::Put if prev.is_some() => ChangeKind::Modified,
+                    EventKind::Put => ChangeKind::Added,
+                    EventKind::Delete => ChangeKind::Deleted,
+                };
+                Ok(Arc::new(Change {
+                    kind,
+                    revision,
+                    object: to_object(&event.kv, revision),
+                    prev,
+                }))
+            })
+            .boxed())
     }
 
     /// A receiver of the cache's revision, for bookmarks.

@@ -15,7 +15,7 @@ use super::error::{ApiError, ApiResult};
 use super::handlers::{Context, Filter};
 use super::options::Representation;
 use super::table;
-use crate::cache::{CacheError, Change, ChangeKind};
+use crate::cache::{CacheError, Change, ChangeKind, WatchCache};
 use crate::resources::ResourceInfo;
 
 /// A watch without `timeoutSeconds` ends after this long; clients watch again.
@@ -146,20 +146,19 @@ pub(crate) async fn watch(ctx: Context) -> ApiResult<Response> {
             .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?
     };
     let changes = match cache.watch(&prefix, start) {
-        Ok(changes) => changes,
-        Err(CacheError::TooOld { requested, oldest }) => {
-            // kube-apiserver answers 200 and an ERROR event, which clients turn into a relist.
-            let status =
-                ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
-                    .status();
-            let line = event_line("ERROR", &status);
-            return Ok(streaming(Body::from_stream(futures::stream::iter([Ok::<
-                _,
-                Infallible,
-            >(
-                line,
-            )]))));
-        }
+        Ok(changes) => changes.map(Ok).boxed(),
+        // Older than the cache's window: the store may still have that history.
+        Err(CacheError::TooOld { .. }) => match WatchCache::watch_store(ctx.server.store.as_ref(), &prefix, start).await {
+            Ok(changes) => changes,
+            Err(CacheError::Store(crate::store::Error::Compacted { requested, compacted })) => {
+                // kube-apiserver answers 200 and an ERROR event, which clients turn into a
+                // relist.
+                let status = ApiError::gone(format!("too old resource version: {requested} ({compacted})")).status();
+                let line = event_line("ERROR", &status);
+                return Ok(streaming(Body::from_stream(futures::stream::iter([Ok::<_, Infallible>(line)]))));
+            }
+            Err(err) => return Err(ApiError::internal(err.to_string())),
+        },
         Err(err) => return Err(ApiError::internal(err.to_string())),
     };
     let filter = Arc::new(filter);
@@ -188,10 +187,25 @@ pub(crate) async fn watch(ctx: Context) -> ApiResult<Response> {
                             return Some((line, (changes, encoder, ticker)));
                         }
                         change = changes.next() => {
-                            let change = change?;
-                            if let Some(kind) = transition(&change, &filter) {
-                                let line = encoder.encode(kind, &change.object.value);
-                                return Some((line, (changes, encoder, ticker)));
+                            match change? {
+                                Ok(change) => {
+                                    if let Some(kind) = transition(&change, &filter) {
+                                        let line = encoder.encode(kind, &change.object.value);
+                                        return Some((line, (changes, encoder, ticker)));
+                                    }
+                                }
+                                Err(CacheError::Store(crate::store::Error::Compacted { requested, compacted })) => {
+                                    // History gone under the watch: tell the client to relist,
+                                    // then end the watch.
+                                    let status = ApiError::gone(format!("too old resource version: {requested} ({compacted})")).status();
+                                    let line = event_line("ERROR", &status);
+                                    let ended = futures::stream::empty().boxed();
+                                    return Some((line, (ended, encoder, ticker)));
+                                }
+                                Err(err) => {
+                                    tracing::info!(%err, "watch ended");
+                                    return None;
+                                }
                             }
                         }
                     }
