@@ -28,10 +28,16 @@ pub fn kubectl_path() -> &'static str {
 
 impl Cluster {
     pub async fn start() -> Cluster {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A cluster with settings changed by `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut ControlPlaneConfig)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ControlPlaneConfig::new(dir.path().join("data"));
         config.secure_port = 0;
         config.compaction_interval = Duration::from_mins(60);
+        configure(&mut config);
         let control_plane = ControlPlane::start(config, CancellationToken::new()).await.unwrap();
         Cluster {
             kubeconfig: control_plane.kubeconfig.clone(),
