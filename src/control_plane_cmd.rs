@@ -12,7 +12,11 @@ use tokio_util::sync::CancellationToken;
 #[derive(Args, Debug)]
 pub struct ControlPlaneArgs {
     /// Where the cluster PKI, the embedded store and the admin kubeconfig live.
-    #[arg(long, env = "FERROLET_CONTROL_PLANE_DIR", default_value = "/var/lib/ferrolet/control-plane")]
+    #[arg(
+        long,
+        env = "FERROLET_CONTROL_PLANE_DIR",
+        default_value = "/var/lib/ferrolet/control-plane"
+    )]
     data_dir: PathBuf,
     /// The address the API server listens on.
     #[arg(long, default_value = "127.0.0.1")]

@@ -270,8 +270,10 @@ fn authentication(
         Arc::new(SystemClock),
     )
     .map_err(Error::ServiceAccountKey)?;
+    let issuer = Arc::new(issuer);
     let access = Access {
-        authenticator: Arc::new(Authenticator::new(tokens, Some(Arc::new(issuer)), true)),
+        authenticator: Arc::new(Authenticator::new(tokens, Some(issuer.clone()), true)),
+        issuer: Some(issuer),
     };
 
     Ok((access, loopback_token))

@@ -19,7 +19,10 @@ use tokio_util::sync::CancellationToken;
 const CHILD_ENV: &str = "FERROLET_CRASH_CHILD";
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         runtime.block_on(child(&spec));
         return;
@@ -33,7 +36,9 @@ async fn child(spec: &str) {
     let (dir, port) = spec.split_once(':').unwrap();
     let mut config = ferrolet_controlplane::run::ControlPlaneConfig::new(PathBuf::from(dir));
     config.secure_port = port.parse().unwrap();
-    let _cp = ferrolet_controlplane::run::ControlPlane::start(config, CancellationToken::new()).await.unwrap();
+    let _cp = ferrolet_controlplane::run::ControlPlane::start(config, CancellationToken::new())
+        .await
+        .unwrap();
     println!("READY");
     std::future::pending::<()>().await;
 }
@@ -62,7 +67,9 @@ async fn connect(kubeconfig: &Path) -> kube::Client {
     loop {
         if kubeconfig.exists() {
             if let Ok(config) = kube::config::Kubeconfig::read_from(kubeconfig) {
-                if let Ok(config) = kube::Config::from_custom_kubeconfig(config, &Default::default()).await {
+                if let Ok(config) =
+                    kube::Config::from_custom_kubeconfig(config, &Default::default()).await
+                {
                     let client = kube::Client::try_from(config).unwrap();
                     if client.apiserver_version().await.is_ok() {
                         return client;
@@ -76,11 +83,20 @@ async fn connect(kubeconfig: &Path) -> kube::Client {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn rv(cm: &ConfigMap) -> i64 {
-    cm.metadata.resource_version.as_deref().unwrap().parse().unwrap()
+    cm.metadata
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// (event type, name, resourceVersion) in arrival order.
@@ -94,7 +110,11 @@ fn record(seen: &Seen, event: WatchEvent<ConfigMap>) -> Option<i64> {
         WatchEvent::Bookmark(_) | WatchEvent::Error(_) => return None,
     };
     let revision = rv(&cm);
-    seen.lock().unwrap().push((kind.to_owned(), cm.metadata.name.clone().unwrap_or_default(), revision));
+    seen.lock().unwrap().push((
+        kind.to_owned(),
+        cm.metadata.name.clone().unwrap_or_default(),
+        revision,
+    ));
     Some(revision)
 }
 
@@ -108,13 +128,22 @@ async fn kill_during_write_burst() {
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
     // A watcher from "now", recording everything it sees.
-    let start = configmaps.list(&Default::default()).await.unwrap().metadata.resource_version.unwrap();
+    let start = configmaps
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     let seen: Seen = Arc::default();
     let last_seen = Arc::new(Mutex::new(start.parse::<i64>().unwrap()));
     let watcher = {
         let (configmaps, seen, last_seen) = (configmaps.clone(), seen.clone(), last_seen.clone());
         tokio::spawn(async move {
-            let stream = configmaps.watch(&WatchParams::default(), &start).await.unwrap();
+            let stream = configmaps
+                .watch(&WatchParams::default(), &start)
+                .await
+                .unwrap();
             futures::pin_mut!(stream);
             while let Ok(Some(event)) = stream.try_next().await {
                 if let Some(revision) = record(&seen, event) {
@@ -132,7 +161,10 @@ async fn kill_during_write_burst() {
         writers.push(tokio::spawn(async move {
             for i in 0..10_000 {
                 let name = format!("burst-{w}-{i}");
-                let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "data": {"i": i.to_string()}})).unwrap();
+                let cm: ConfigMap = serde_json::from_value(
+                    serde_json::json!({"metadata": {"name": name}, "data": {"i": i.to_string()}}),
+                )
+                .unwrap();
                 match configmaps.create(&PostParams::default(), &cm).await {
                     Ok(created) => {
                         acked.lock().unwrap().insert(name, rv(&created));
@@ -178,7 +210,11 @@ async fn kill_during_write_burst() {
         .map(|cm| (cm.metadata.name.clone().unwrap(), rv(cm)))
         .collect();
     for (name, revision) in &acked {
-        assert_eq!(stored.get(name), Some(revision), "acknowledged write {name}@{revision} lost");
+        assert_eq!(
+            stored.get(name),
+            Some(revision),
+            "acknowledged write {name}@{revision} lost"
+        );
     }
 
     // Resume the watch from the last revision seen before the crash.
@@ -189,21 +225,36 @@ async fn kill_during_write_burst() {
     futures::pin_mut!(stream);
     let resumed: Seen = Arc::default();
     let seen_names: BTreeSet<String> = before_crash.iter().map(|(_, n, _)| n.clone()).collect();
-    let missing: BTreeSet<String> = acked.keys().filter(|n| !seen_names.contains(*n)).cloned().collect();
+    let missing: BTreeSet<String> = acked
+        .keys()
+        .filter(|n| !seen_names.contains(*n))
+        .cloned()
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut found = BTreeSet::new();
     while found.len() < missing.len() {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let event = tokio::time::timeout(remaining, stream.next()).await.expect("resumed watch stalled");
-        let event = event.expect("resumed watch ended").expect("resumed watch failed");
+        let event = tokio::time::timeout(remaining, stream.next())
+            .await
+            .expect("resumed watch stalled");
+        let event = event
+            .expect("resumed watch ended")
+            .expect("resumed watch failed");
         if let WatchEvent::Added(cm) = &event {
             found.insert(cm.metadata.name.clone().unwrap());
         }
         record(&resumed, event);
     }
-    let all: Vec<(String, String, i64)> = before_crash.iter().chain(resumed.lock().unwrap().iter()).cloned().collect();
+    let all: Vec<(String, String, i64)> = before_crash
+        .iter()
+        .chain(resumed.lock().unwrap().iter())
+        .cloned()
+        .collect();
     let revisions: Vec<i64> = all.iter().map(|(_, _, r)| *r).collect();
-    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "revisions not strictly increasing across the restart");
+    assert!(
+        revisions.windows(2).all(|w| w[0] < w[1]),
+        "revisions not strictly increasing across the restart"
+    );
     let mut added = BTreeSet::new();
     for (kind, name, _) in &all {
         if kind == "ADDED" {
@@ -213,6 +264,14 @@ async fn kill_during_write_burst() {
     for name in acked.keys() {
         assert!(added.contains(name), "{name} never delivered");
     }
-    assert!(!resumed.lock().unwrap().is_empty(), "the resumed watch had nothing to deliver: the test proves nothing");
-    println!("{} writes acknowledged before SIGKILL, {} seen before, {} after resume", acked.len(), before_crash.len(), resumed.lock().unwrap().len());
+    assert!(
+        !resumed.lock().unwrap().is_empty(),
+        "the resumed watch had nothing to deliver: the test proves nothing"
+    );
+    println!(
+        "{} writes acknowledged before SIGKILL, {} seen before, {} after resume",
+        acked.len(),
+        before_crash.len(),
+        resumed.lock().unwrap().len()
+    );
 }

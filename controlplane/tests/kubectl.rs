@@ -22,59 +22,203 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn namespace_pod_lifecycle_with_kubectl() {
     let cluster = Cluster::start().await;
-    assert!(cluster.ok(&["get", "namespaces"]).await.contains("kube-node-lease"));
-    assert_eq!(cluster.ok(&["create", "namespace", "demo"]).await.trim(), "namespace/demo created");
+    assert!(
+        cluster
+            .ok(&["get", "namespaces"])
+            .await
+            .contains("kube-node-lease")
+    );
+    assert_eq!(
+        cluster.ok(&["create", "namespace", "demo"]).await.trim(),
+        "namespace/demo created"
+    );
 
     let pod = cluster.manifest("pod.yaml", POD);
-    assert_eq!(cluster.ok(&["-n", "demo", "apply", "-f", &pod]).await.trim(), "pod/web created");
-    let wide = cluster.ok(&["-n", "demo", "get", "pods", "-o", "wide"]).await;
+    assert_eq!(
+        cluster
+            .ok(&["-n", "demo", "apply", "-f", &pod])
+            .await
+            .trim(),
+        "pod/web created"
+    );
+    let wide = cluster
+        .ok(&["-n", "demo", "get", "pods", "-o", "wide"])
+        .await;
     let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"]);
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE",
+            "READINESS",
+            "GATES"
+        ]
+    );
     let row: Vec<&str> = wide.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["web", "0/1", "Pending", "0"]);
     assert_eq!(&row[5..7], ["<none>", "<none>"]);
 
     let describe = cluster.ok(&["-n", "demo", "describe", "pod", "web"]).await;
-    for needle in ["Name:", "web", "Namespace:", "demo", "Status:", "Pending", "Image:", "busybox:1.35", "QoS Class:", "BestEffort"] {
-        assert!(describe.contains(needle), "describe lacks {needle:?}:\n{describe}");
+    for needle in [
+        "Name:",
+        "web",
+        "Namespace:",
+        "demo",
+        "Status:",
+        "Pending",
+        "Image:",
+        "busybox:1.35",
+        "QoS Class:",
+        "BestEffort",
+    ] {
+        assert!(
+            describe.contains(needle),
+            "describe lacks {needle:?}:\n{describe}"
+        );
     }
 
-    assert_eq!(cluster.ok(&["-n", "demo", "label", "pod", "web", "tier=front"]).await.trim(), "pod/web labeled");
-    let labels = cluster.ok(&["-n", "demo", "get", "pod", "web", "-o", "jsonpath={.metadata.labels}"]).await;
-    assert!(labels.contains("\"tier\":\"front\"") && labels.contains("\"app\":\"web\""), "{labels}");
+    assert_eq!(
+        cluster
+            .ok(&["-n", "demo", "label", "pod", "web", "tier=front"])
+            .await
+            .trim(),
+        "pod/web labeled"
+    );
+    let labels = cluster
+        .ok(&[
+            "-n",
+            "demo",
+            "get",
+            "pod",
+            "web",
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ])
+        .await;
+    assert!(
+        labels.contains("\"tier\":\"front\"") && labels.contains("\"app\":\"web\""),
+        "{labels}"
+    );
     let patched = cluster
-        .ok(&["-n", "demo", "patch", "pod", "web", "--type=merge", "-p", r#"{"metadata":{"labels":{"tier":null}}}"#])
+        .ok(&[
+            "-n",
+            "demo",
+            "patch",
+            "pod",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"labels":{"tier":null}}}"#,
+        ])
         .await;
     assert_eq!(patched.trim(), "pod/web patched");
-    assert_eq!(cluster.ok(&["-n", "demo", "get", "pods", "-l", "tier", "-o", "name"]).await.trim(), "");
-    assert_eq!(cluster.ok(&["-n", "demo", "get", "pods", "-l", "app=web", "-o", "name"]).await.trim(), "pod/web");
+    assert_eq!(
+        cluster
+            .ok(&["-n", "demo", "get", "pods", "-l", "tier", "-o", "name"])
+            .await
+            .trim(),
+        ""
+    );
+    assert_eq!(
+        cluster
+            .ok(&["-n", "demo", "get", "pods", "-l", "app=web", "-o", "name"])
+            .await
+            .trim(),
+        "pod/web"
+    );
 
     // Applying again with a changed field updates the object; unchanged, it does nothing.
-    assert_eq!(cluster.ok(&["-n", "demo", "apply", "-f", &pod]).await.trim(), "pod/web unchanged");
+    assert_eq!(
+        cluster
+            .ok(&["-n", "demo", "apply", "-f", &pod])
+            .await
+            .trim(),
+        "pod/web unchanged"
+    );
     let changed = cluster.manifest("pod2.yaml", &POD.replace("busybox:1.35", "busybox:1.36"));
-    assert_eq!(cluster.ok(&["-n", "demo", "apply", "-f", &changed]).await.trim(), "pod/web configured");
-    let image = cluster.ok(&["-n", "demo", "get", "pod", "web", "-o", "jsonpath={.spec.containers[0].image}"]).await;
+    assert_eq!(
+        cluster
+            .ok(&["-n", "demo", "apply", "-f", &changed])
+            .await
+            .trim(),
+        "pod/web configured"
+    );
+    let image = cluster
+        .ok(&[
+            "-n",
+            "demo",
+            "get",
+            "pod",
+            "web",
+            "-o",
+            "jsonpath={.spec.containers[0].image}",
+        ])
+        .await;
     assert_eq!(image, "busybox:1.36");
 
     // A watch sees the deletion.
     let watch_cluster = cluster.kubeconfig.clone();
     let watcher = tokio::task::spawn_blocking(move || {
         std::process::Command::new(common::kubectl_path())
-            .args(["--kubeconfig", watch_cluster.to_str().unwrap(), "-n", "demo", "get", "pods", "-w", "--output-watch-events", "--request-timeout=8s"])
+            .args([
+                "--kubeconfig",
+                watch_cluster.to_str().unwrap(),
+                "-n",
+                "demo",
+                "get",
+                "pods",
+                "-w",
+                "--output-watch-events",
+                "--request-timeout=8s",
+            ])
             .output()
             .unwrap()
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(cluster.ok(&["-n", "demo", "delete", "pod", "web"]).await.trim(), "pod \"web\" deleted");
+    assert_eq!(
+        cluster
+            .ok(&["-n", "demo", "delete", "pod", "web"])
+            .await
+            .trim(),
+        "pod \"web\" deleted"
+    );
     let watched = String::from_utf8_lossy(&watcher.await.unwrap().stdout).into_owned();
-    assert!(watched.lines().any(|l| l.starts_with("ADDED") && l.contains("web")), "{watched}");
-    assert!(watched.lines().any(|l| l.starts_with("DELETED") && l.contains("web")), "{watched}");
-    assert_eq!(cluster.ok(&["-n", "demo", "get", "pods", "-o", "name"]).await.trim(), "");
+    assert!(
+        watched
+            .lines()
+            .any(|l| l.starts_with("ADDED") && l.contains("web")),
+        "{watched}"
+    );
+    assert!(
+        watched
+            .lines()
+            .any(|l| l.starts_with("DELETED") && l.contains("web")),
+        "{watched}"
+    );
+    assert_eq!(
+        cluster
+            .ok(&["-n", "demo", "get", "pods", "-o", "name"])
+            .await
+            .trim(),
+        ""
+    );
 
     // Deleting the namespace deletes what is in it, then the namespace.
-    let cm = cluster.manifest("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n");
+    let cm = cluster.manifest(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n",
+    );
     cluster.ok(&["-n", "demo", "apply", "-f", &cm]).await;
-    cluster.ok(&["delete", "namespace", "demo", "--timeout=30s"]).await;
+    cluster
+        .ok(&["delete", "namespace", "demo", "--timeout=30s"])
+        .await;
     let gone = cluster.kubectl(&["get", "namespace", "demo"]).await;
     assert!(String::from_utf8_lossy(&gone.stderr).contains("namespaces \"demo\" not found"));
     cluster.stop().await;
@@ -84,8 +228,14 @@ async fn namespace_pod_lifecycle_with_kubectl() {
 async fn explain_prints_field_documentation() {
     let cluster = Cluster::start().await;
     let explained = cluster.ok(&["explain", "pod.spec.containers"]).await;
-    assert!(explained.contains("FIELD: containers <[]Container>"), "{explained}");
-    assert!(explained.contains("List of containers belonging to the pod."), "{explained}");
+    assert!(
+        explained.contains("FIELD: containers <[]Container>"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("List of containers belonging to the pod."),
+        "{explained}"
+    );
     assert!(explained.contains("image\t<string>"), "{explained}");
     let node = cluster.ok(&["explain", "node.status.conditions"]).await;
     assert!(node.contains("NodeCondition"), "{node}");
@@ -113,10 +263,23 @@ async fn bad_manifests_are_refused_like_kube_apiserver_and_nothing_is_stored() {
     );
     let out = cluster.kubectl(&["apply", "-f", &invalid]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(r#"The Pod "Bad_Name" is invalid"#), "{stderr}");
-    assert!(stderr.contains("metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"), "{stderr}");
-    assert!(stderr.contains("spec.containers[0].image: Required value"), "{stderr}");
-    assert!(stderr.contains("spec.containers[1].name: Duplicate value: \"a\""), "{stderr}");
+    assert!(
+        stderr.contains(r#"The Pod "Bad_Name" is invalid"#),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("spec.containers[0].image: Required value"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("spec.containers[1].name: Duplicate value: \"a\""),
+        "{stderr}"
+    );
 
     let wrong_type = cluster.manifest(
         "type.yaml",
@@ -125,8 +288,17 @@ async fn bad_manifests_are_refused_like_kube_apiserver_and_nothing_is_stored() {
     let out = cluster.kubectl(&["apply", "-f", &wrong_type]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("spec.containers[0].ports[0].containerPort"), "{stderr}");
+    assert!(
+        stderr.contains("spec.containers[0].ports[0].containerPort"),
+        "{stderr}"
+    );
 
-    assert_eq!(cluster.ok(&["get", "pods", "-A", "-o", "name"]).await.trim(), "");
+    assert_eq!(
+        cluster
+            .ok(&["get", "pods", "-A", "-o", "name"])
+            .await
+            .trim(),
+        ""
+    );
     cluster.stop().await;
 }

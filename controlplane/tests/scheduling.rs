@@ -47,41 +47,82 @@ async fn pods_bind_where_they_fit_or_say_why_not() {
     let client = cluster.client().await;
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    nodes.create(&PostParams::default(), &node("big", "2", serde_json::json!({}), serde_json::json!([]))).await.unwrap();
     nodes
         .create(
             &PostParams::default(),
-            &node("tainted", "1", serde_json::json!({"disk": "ssd"}), serde_json::json!([{"key": "dedicated", "value": "x", "effect": "NoSchedule"}])),
+            &node("big", "2", serde_json::json!({}), serde_json::json!([])),
+        )
+        .await
+        .unwrap();
+    nodes
+        .create(
+            &PostParams::default(),
+            &node(
+                "tainted",
+                "1",
+                serde_json::json!({"disk": "ssd"}),
+                serde_json::json!([{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]),
+            ),
         )
         .await
         .unwrap();
 
     // Fits only on the big node.
     let heavy = serde_json::json!({"containers": [{"name": "a", "image": "busybox:1.35", "resources": {"requests": {"cpu": "1500m"}}}]});
-    pods.create(&PostParams::default(), &pod("heavy", heavy)).await.unwrap();
+    pods.create(&PostParams::default(), &pod("heavy", heavy))
+        .await
+        .unwrap();
     let bound = eventually("heavy to be bound", async || {
         pods.get("heavy").await.ok()?.spec?.node_name
     })
     .await;
     assert_eq!(bound, "big");
-    let scheduled = pods.get("heavy").await.unwrap().status.unwrap().conditions.unwrap();
-    assert!(scheduled.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"));
+    let scheduled = pods
+        .get("heavy")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .conditions
+        .unwrap();
+    assert!(
+        scheduled
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+    );
 
     // Wants an ssd node, and the only one is tainted.
-    pods.create(&PostParams::default(), &pod("picky", serde_json::json!({"nodeSelector": {"disk": "ssd"}}))).await.unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod(
+            "picky",
+            serde_json::json!({"nodeSelector": {"disk": "ssd"}}),
+        ),
+    )
+    .await
+    .unwrap();
     let condition = eventually("picky to be marked unschedulable", async || {
         let conditions = pods.get("picky").await.ok()?.status?.conditions?;
-        conditions.into_iter().find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        conditions
+            .into_iter()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
     })
     .await;
     assert_eq!(condition.reason.as_deref(), Some("Unschedulable"));
     assert_eq!(
         condition.message.as_deref(),
-        Some("0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: x}.")
+        Some(
+            "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: x}."
+        )
     );
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let event = eventually("a FailedScheduling event", async || {
-        let list = events.list(&ListParams::default().fields("involvedObject.name=picky,reason=FailedScheduling")).await.ok()?;
+        let list = events
+            .list(
+                &ListParams::default().fields("involvedObject.name=picky,reason=FailedScheduling"),
+            )
+            .await
+            .ok()?;
         list.items.into_iter().next()
     })
     .await;
@@ -89,7 +130,18 @@ async fn pods_bind_where_they_fit_or_say_why_not() {
     assert!(event.message.unwrap().contains("untolerated taint"));
 
     // A matching node appears: the pod is retried and bound there.
-    nodes.create(&PostParams::default(), &node("ssd", "1", serde_json::json!({"disk": "ssd"}), serde_json::json!([]))).await.unwrap();
+    nodes
+        .create(
+            &PostParams::default(),
+            &node(
+                "ssd",
+                "1",
+                serde_json::json!({"disk": "ssd"}),
+                serde_json::json!([]),
+            ),
+        )
+        .await
+        .unwrap();
     let bound = eventually("picky to be bound after a node appears", async || {
         pods.get("picky").await.ok()?.spec?.node_name
     })
@@ -108,32 +160,61 @@ async fn a_node_that_stops_renewing_its_lease_becomes_unreachable_and_loses_its_
     let client = cluster.client().await;
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    nodes.create(&PostParams::default(), &node("quiet", "2", serde_json::json!({}), serde_json::json!([]))).await.unwrap();
+    nodes
+        .create(
+            &PostParams::default(),
+            &node("quiet", "2", serde_json::json!({}), serde_json::json!([])),
+        )
+        .await
+        .unwrap();
     // A pod that tolerates unreachability for a short while, and one forever.
     let brief = serde_json::json!({"nodeName": "quiet", "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}]});
     let forever = serde_json::json!({"nodeName": "quiet", "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]});
-    pods.create(&PostParams::default(), &pod("brief", brief)).await.unwrap();
-    pods.create(&PostParams::default(), &pod("forever", forever)).await.unwrap();
+    pods.create(&PostParams::default(), &pod("brief", brief))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("forever", forever))
+        .await
+        .unwrap();
 
     // No lease renewals: Ready goes Unknown and the unreachable taints come.
     let ready = eventually("Ready=Unknown", async || {
         let conditions = nodes.get("quiet").await.ok()?.status?.conditions?;
-        conditions.into_iter().find(|c| c.type_ == "Ready" && c.status == "Unknown")
+        conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready" && c.status == "Unknown")
     })
     .await;
     assert_eq!(ready.reason.as_deref(), Some("NodeStatusUnknown"));
     let taints = eventually("unreachable taints", async || {
         let taints = nodes.get("quiet").await.ok()?.spec?.taints?;
-        (taints.iter().filter(|t| t.key == "node.kubernetes.io/unreachable").count() == 2).then_some(taints)
+        (taints
+            .iter()
+            .filter(|t| t.key == "node.kubernetes.io/unreachable")
+            .count()
+            == 2)
+            .then_some(taints)
     })
     .await;
     assert!(taints.iter().any(|t| t.effect == "NoExecute"));
     // The pod with the short toleration is deleted (gracefully: marked for deletion).
     eventually("brief to be evicted", async || {
-        pods.get("brief").await.ok()?.metadata.deletion_timestamp.map(|_| ())
+        pods.get("brief")
+            .await
+            .ok()?
+            .metadata
+            .deletion_timestamp
+            .map(|_| ())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(pods.get("forever").await.unwrap().metadata.deletion_timestamp.is_none());
+    assert!(
+        pods.get("forever")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_none()
+    );
     cluster.stop().await;
 }

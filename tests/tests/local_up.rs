@@ -25,11 +25,18 @@ impl Drop for Instance {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start(port: u16) -> Instance {
@@ -53,14 +60,27 @@ fn start(port: u16) -> Instance {
     });
     // Building ferrolet may take a while on a fresh machine.
     let kubeconfig = rx
-        .recv_timeout(Duration::from_secs(900))
+        .recv_timeout(Duration::from_mins(15))
         .expect("hack/local-up printed no KUBECONFIG line");
-    Instance { child, kubeconfig, dir }
+    Instance {
+        child,
+        kubeconfig,
+        dir,
+    }
 }
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(args).output().expect("run kubectl");
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -70,7 +90,10 @@ fn two_local_clusters_side_by_side() {
     let mut a = start(port_a);
     let b = start(port_b);
     assert!(a.kubeconfig.is_absolute());
-    assert!(a.kubeconfig.starts_with(a.dir.path().canonicalize().unwrap()));
+    assert!(
+        a.kubeconfig
+            .starts_with(a.dir.path().canonicalize().unwrap())
+    );
     assert_ne!(a.kubeconfig, b.kubeconfig);
     // Each is its own cluster: a namespace made in one is not in the other.
     let ns = Command::new("kubectl")
@@ -79,7 +102,11 @@ fn two_local_clusters_side_by_side() {
         .args(["create", "namespace", "only-in-a"])
         .output()
         .unwrap();
-    assert!(ns.status.success(), "{}", String::from_utf8_lossy(&ns.stderr));
+    assert!(
+        ns.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ns.stderr)
+    );
     assert!(kubectl(&a.kubeconfig, &["get", "namespaces"]).contains("only-in-a"));
     assert!(!kubectl(&b.kubeconfig, &["get", "namespaces"]).contains("only-in-a"));
     assert!(kubectl(&b.kubeconfig, &["cluster-info"]).contains(&port_b.to_string()));
@@ -92,11 +119,24 @@ fn two_local_clusters_side_by_side() {
         if let Some(status) = a.child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "local-up did not stop");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "local-up did not stop"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status:?}");
-    assert!(std::net::TcpListener::bind(("127.0.0.1", port_a)).is_ok(), "the API server still holds its port");
-    let left = Command::new("pgrep").args(["-f", &a.dir.path().to_string_lossy()]).output().unwrap();
-    assert!(left.stdout.is_empty(), "processes left: {}", String::from_utf8_lossy(&left.stdout));
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port_a)).is_ok(),
+        "the API server still holds its port"
+    );
+    let left = Command::new("pgrep")
+        .args(["-f", &a.dir.path().to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }

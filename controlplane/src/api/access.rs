@@ -22,6 +22,8 @@ use crate::resources;
 #[derive(Debug, Clone)]
 pub struct Access {
     pub authenticator: Arc<Authenticator>,
+    /// Signs `TokenRequest` tokens; `None` disables service-account tokens.
+    pub issuer: Option<Arc<crate::auth::ServiceAccountTokenIssuer>>,
 }
 
 /// [`ObjectLookup`] over the watch cache.

@@ -361,7 +361,10 @@ pub(crate) fn field_validation(ctx: &Context, unknown: &[String]) -> ApiResult<V
         .collect();
     match ctx.options.field_validation()? {
         "Strict" => {
-            let (kind, version) = ctx.resource().map(|(r, _)| (r.kind, r.version)).unwrap_or_default();
+            let (kind, version) = ctx
+                .resource()
+                .map(|(r, _)| (r.kind, r.version))
+                .unwrap_or_default();
             Err(ApiError::bad_request(format!(
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
                 messages.join(", ")

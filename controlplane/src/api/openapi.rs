@@ -35,13 +35,20 @@ fn documents() -> &'static BTreeMap<String, Document> {
         }
         gvs.into_iter()
             .map(|(group, version)| {
-                let path = if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") };
-                let body = serde_json::to_vec(&group_version_document(group, version)).unwrap_or_default();
-                let hash = Sha256::digest(&body).iter().fold(String::new(), |mut s, b| {
-                    use std::fmt::Write as _;
-                    let _ = write!(s, "{b:02X}");
-                    s
-                });
+                let path = if group.is_empty() {
+                    format!("api/{version}")
+                } else {
+                    format!("apis/{group}/{version}")
+                };
+                let body =
+                    serde_json::to_vec(&group_version_document(group, version)).unwrap_or_default();
+                let hash = Sha256::digest(&body)
+                    .iter()
+                    .fold(String::new(), |mut s, b| {
+                        use std::fmt::Write as _;
+                        let _ = write!(s, "{b:02X}");
+                        s
+                    });
                 (path, Document { body, hash })
             })
             .collect()
@@ -62,11 +69,14 @@ pub(crate) fn handle(info: &RequestInfo, _request: &Request<Body>) -> ApiResult<
         }
         ["openapi", "v3", rest @ ..] => {
             let path = rest.join("/");
-            let doc = documents().get(&path).ok_or_else(|| ApiError::path_not_found(&info.path))?;
+            let doc = documents()
+                .get(&path)
+                .ok_or_else(|| ApiError::path_not_found(&info.path))?;
             let mut response = Response::new(Body::from(doc.body.clone()));
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
             if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", doc.hash)) {
                 response.headers_mut().insert(header::ETAG, etag);
             }
@@ -78,7 +88,11 @@ pub(crate) fn handle(info: &RequestInfo, _request: &Request<Body>) -> ApiResult<
 }
 
 /// Collects the schema of a served kind.
-fn kind_schema(generator: &mut schemars::SchemaGenerator, kind: &str, group: &str) -> Option<String> {
+fn kind_schema(
+    generator: &mut schemars::SchemaGenerator,
+    kind: &str,
+    group: &str,
+) -> Option<String> {
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::core::v1 as core;
     use k8s_openapi::api::storage::v1 as storage;
@@ -131,13 +145,28 @@ fn parameter(name: &str, description: &str) -> Value {
 
 fn write_parameters() -> Vec<Value> {
     vec![
-        parameter("dryRun", "When present, indicates that modifications should not be persisted."),
-        parameter("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes."),
-        parameter("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore - Warn (the default) - Strict."),
+        parameter(
+            "dryRun",
+            "When present, indicates that modifications should not be persisted.",
+        ),
+        parameter(
+            "fieldManager",
+            "fieldManager is a name associated with the actor or entity that is making these changes.",
+        ),
+        parameter(
+            "fieldValidation",
+            "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: - Ignore - Warn (the default) - Strict.",
+        ),
     ]
 }
 
-fn operation(resource: &ResourceInfo, action: &str, verb_id: &str, schema: &str, extra: Vec<Value>) -> Value {
+fn operation(
+    resource: &ResourceInfo,
+    action: &str,
+    verb_id: &str,
+    schema: &str,
+    extra: Vec<Value>,
+) -> Value {
     let reference = json!({"$ref": format!("#/components/schemas/{schema}")});
     let mut op = json!({
         "tags": [if resource.group.is_empty() { format!("core_{}", resource.version) } else { format!("{}_{}", resource.group.replace('.', "_"), resource.version) }],
@@ -168,7 +197,11 @@ fn paths_for(resource: &ResourceInfo, schema: &str) -> Map<String, Value> {
     } else {
         format!("/apis/{}/{}", resource.group, resource.version)
     };
-    let scope = if resource.namespaced { format!("{root}/namespaces/{{namespace}}") } else { root.clone() };
+    let scope = if resource.namespaced {
+        format!("{root}/namespaces/{{namespace}}")
+    } else {
+        root.clone()
+    };
     let name_param = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string", "uniqueItems": true}});
     let ns_param = json!({"name": "namespace", "in": "path", "required": true, "schema": {"type": "string", "uniqueItems": true}});
     let mut path_params = vec![name_param];
@@ -176,7 +209,11 @@ fn paths_for(resource: &ResourceInfo, schema: &str) -> Map<String, Value> {
         path_params.push(ns_param.clone());
     }
     let mut paths = Map::new();
-    let collection_params: Vec<Value> = if resource.namespaced { vec![ns_param] } else { Vec::new() };
+    let collection_params: Vec<Value> = if resource.namespaced {
+        vec![ns_param]
+    } else {
+        Vec::new()
+    };
     paths.insert(
         format!("{scope}/{}", resource.plural),
         json!({
@@ -216,7 +253,10 @@ fn group_version_document(group: &str, version: &str) -> Value {
     let mut generator = settings.into_generator();
     let mut paths = Map::new();
     let mut kinds = Vec::new();
-    for resource in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for resource in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         if let Some(schema) = kind_schema(&mut generator, resource.kind, resource.group) {
             paths.extend(paths_for(resource, &schema));
             kinds.push((schema, resource));
@@ -254,20 +294,46 @@ mod tests {
         let doc: Value = serde_json::from_slice(&documents()["api/v1"].body).unwrap();
         let pod = &doc["components"]["schemas"]["io.k8s.api.core.v1.Pod"];
         assert_eq!(pod["x-kubernetes-group-version-kind"][0]["kind"], "Pod");
-        assert!(pod["description"].as_str().unwrap().starts_with("Pod is a collection of containers"));
+        assert!(
+            pod["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("Pod is a collection of containers")
+        );
         let spec = &pod["properties"]["spec"];
-        assert_eq!(spec["allOf"][0]["$ref"], "#/components/schemas/io.k8s.api.core.v1.PodSpec");
+        assert_eq!(
+            spec["allOf"][0]["$ref"],
+            "#/components/schemas/io.k8s.api.core.v1.PodSpec"
+        );
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Pod");
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
         assert!(doc["paths"]["/api/v1/nodes/{name}/status"].is_object());
         let container = &doc["components"]["schemas"]["io.k8s.api.core.v1.Container"];
-        assert!(container["properties"]["image"]["description"].as_str().unwrap().contains("Container image name"));
+        assert!(
+            container["properties"]["image"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("Container image name")
+        );
     }
 
     #[test]
     fn index_lists_every_group_version() {
         let keys: Vec<&String> = documents().keys().collect();
-        assert_eq!(keys, ["api/v1", "apis/coordination.k8s.io/v1", "apis/storage.k8s.io/v1"]);
+        assert_eq!(
+            keys,
+            [
+                "api/v1",
+                "apis/coordination.k8s.io/v1",
+                "apis/storage.k8s.io/v1"
+            ]
+        );
     }
 }

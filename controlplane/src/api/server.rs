@@ -158,6 +158,7 @@ impl ApiServer {
         if !info.is_resource_request {
             return discovery::handle(self, &info, &request);
         }
+        let reviewing = super::reviews::is_review(&info.api_group, &info.resource);
         let representation = negotiate(
             request
                 .headers()
@@ -186,11 +187,15 @@ impl ApiServer {
             options,
             representation,
         };
+        if reviewing {
+            return super::reviews::review(&ctx, &body).await;
+        }
         match (ctx.info.verb.as_str(), ctx.info.subresource.as_deref()) {
             ("watch", _) => watch::watch(ctx).await,
             ("list", _) => handlers::list(&ctx).await,
             ("get", _) => handlers::get(&ctx).await,
             ("create", Some("binding")) => handlers::bind(&ctx, &body).await,
+            ("create", Some("token")) => super::reviews::token_request(&ctx, &body).await,
             ("create", _) => handlers::create(&ctx, &body).await,
             ("update", _) => handlers::update(&ctx, &body).await,
             ("patch", _) => handlers::patch(&ctx, &content_type, &body).await,

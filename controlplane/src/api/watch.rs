@@ -148,17 +148,30 @@ pub(crate) async fn watch(ctx: Context) -> ApiResult<Response> {
     let changes = match cache.watch(&prefix, start) {
         Ok(changes) => changes.map(Ok).boxed(),
         // Older than the cache's window: the store may still have that history.
-        Err(CacheError::TooOld { .. }) => match WatchCache::watch_store(ctx.server.store.as_ref(), &prefix, start).await {
-            Ok(changes) => changes,
-            Err(CacheError::Store(crate::store::Error::Compacted { requested, compacted })) => {
-                // kube-apiserver answers 200 and an ERROR event, which clients turn into a
-                // relist.
-                let status = ApiError::gone(format!("too old resource version: {requested} ({compacted})")).status();
-                let line = event_line("ERROR", &status);
-                return Ok(streaming(Body::from_stream(futures::stream::iter([Ok::<_, Infallible>(line)]))));
+        Err(CacheError::TooOld { .. }) => {
+            match WatchCache::watch_store(ctx.server.store.as_ref(), &prefix, start).await {
+                Ok(changes) => changes,
+                Err(CacheError::Store(crate::store::Error::Compacted {
+                    requested,
+                    compacted,
+                })) => {
+                    // kube-apiserver answers 200 and an ERROR event, which clients turn into a
+                    // relist.
+                    let status = ApiError::gone(format!(
+                        "too old resource version: {requested} ({compacted})"
+                    ))
+                    .status();
+                    let line = event_line("ERROR", &status);
+                    return Ok(streaming(Body::from_stream(futures::stream::iter([Ok::<
+                        _,
+                        Infallible,
+                    >(
+                        line,
+                    )]))));
+                }
+                Err(err) => return Err(ApiError::internal(err.to_string())),
             }
-            Err(err) => return Err(ApiError::internal(err.to_string())),
-        },
+        }
         Err(err) => return Err(ApiError::internal(err.to_string())),
     };
     let filter = Arc::new(filter);

@@ -116,6 +116,29 @@ impl Authenticator {
     }
 }
 
+impl Authenticator {
+    /// The user of a token for a `TokenReview` naming audiences: a service-account token
+    /// must be meant for one of them (static tokens have no audience).
+    pub fn authenticate_token_for_audiences(
+        &self,
+        token: &str,
+        audiences: &[String],
+        lookup: &dyn ObjectLookup,
+    ) -> Result<UserInfo, AuthenticationError> {
+        if audiences.is_empty() {
+            return self.authenticate_token(token, lookup);
+        }
+        let Some(issuer) = &self.service_accounts else {
+            return Err(AuthenticationError::InvalidBearerToken);
+        };
+        let claims = issuer
+            .verify_for_audiences(token, audiences)
+            .map_err(AuthenticationError::ServiceAccountToken)?;
+        check_still_valid(&claims, lookup)?;
+        Ok(service_account_user(&claims))
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` header; `None` for other schemes.
 pub fn bearer_token(header: &str) -> Result<Option<&str>, AuthenticationError> {
     // As kube-apiserver: "Bearer" without a token is no bearer header at all, "Bearer " with

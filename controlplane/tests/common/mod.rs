@@ -1,7 +1,10 @@
 //! A control plane for one test: started in-process on a free port with its own data
 //! directory, driven by the real kubectl, stopped at the end.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -38,7 +41,9 @@ impl Cluster {
         config.secure_port = 0;
         config.compaction_interval = Duration::from_mins(60);
         configure(&mut config);
-        let control_plane = ControlPlane::start(config, CancellationToken::new()).await.unwrap();
+        let control_plane = ControlPlane::start(config, CancellationToken::new())
+            .await
+            .unwrap();
         Cluster {
             kubeconfig: control_plane.kubeconfig.clone(),
             control_plane: Some(control_plane),
@@ -84,7 +89,9 @@ impl Cluster {
     /// A kube-rs client with the admin credentials.
     pub async fn client(&self) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
         kube::Client::try_from(config).unwrap()
     }
 
