@@ -31,7 +31,7 @@ pub struct ControlPlaneArgs {
     /// etcd v3 endpoints (comma-separated http URLs); the embedded store when not given.
     #[arg(long, value_delimiter = ',')]
     etcd_servers: Vec<String>,
-    /// The range Service ClusterIPs are allocated from.
+    /// The range Service cluster IPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
     /// A kube-apiserver style static token file (token,user,uid,"group1,group2").

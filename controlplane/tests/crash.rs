@@ -65,16 +65,17 @@ fn spawn(dir: &Path, port: u16) -> ChildGuard {
 async fn connect(kubeconfig: &Path) -> kube::Client {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if kubeconfig.exists() {
-            if let Ok(config) = kube::config::Kubeconfig::read_from(kubeconfig) {
-                if let Ok(config) =
-                    kube::Config::from_custom_kubeconfig(config, &Default::default()).await
-                {
-                    let client = kube::Client::try_from(config).unwrap();
-                    if client.apiserver_version().await.is_ok() {
-                        return client;
-                    }
-                }
+        if kubeconfig.exists()
+            && let Ok(config) = kube::config::Kubeconfig::read_from(kubeconfig)
+            && let Ok(config) = kube::Config::from_custom_kubeconfig(
+                config,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+        {
+            let client = kube::Client::try_from(config).unwrap();
+            if client.apiserver_version().await.is_ok() {
+                return client;
             }
         }
         assert!(Instant::now() < deadline, "control plane did not come up");
@@ -118,6 +119,8 @@ fn record(seen: &Seen, event: WatchEvent<ConfigMap>) -> Option<i64> {
     Some(revision)
 }
 
+// One scenario, top to bottom: start, burst, kill, restart, check.
+#[allow(clippy::too_many_lines)]
 async fn kill_during_write_burst() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -129,7 +132,7 @@ async fn kill_during_write_burst() {
 
     // A watcher from "now", recording everything it sees.
     let start = configmaps
-        .list(&Default::default())
+        .list(&kube::api::ListParams::default())
         .await
         .unwrap()
         .metadata
@@ -174,7 +177,7 @@ async fn kill_during_write_burst() {
             }
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     // The watcher goes away mid-burst (a client that lost its connection): what it misses
     // before and after the crash must come when it resumes.
     while acked.lock().unwrap().len() < 150 {
@@ -202,7 +205,7 @@ async fn kill_during_write_burst() {
     let client = connect(&kubeconfig).await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client, "default");
     let stored: BTreeMap<String, i64> = configmaps
-        .list(&Default::default())
+        .list(&kube::api::ListParams::default())
         .await
         .unwrap()
         .items

@@ -19,6 +19,8 @@ spec:
     command: ["sleep", "3600"]
 "#;
 
+// One user session, top to bottom, as a user would type it.
+#[allow(clippy::too_many_lines)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn namespace_pod_lifecycle_with_kubectl() {
     let cluster = Cluster::start().await;
@@ -165,7 +167,7 @@ async fn namespace_pod_lifecycle_with_kubectl() {
 
     // A watch sees the deletion.
     let watch_cluster = cluster.kubeconfig.clone();
-    let watcher = tokio::task::spawn_blocking(move || {
+    let watch_process = tokio::task::spawn_blocking(move || {
         std::process::Command::new(common::kubectl_path())
             .args([
                 "--kubeconfig",
@@ -189,7 +191,7 @@ async fn namespace_pod_lifecycle_with_kubectl() {
             .trim(),
         "pod \"web\" deleted"
     );
-    let watched = String::from_utf8_lossy(&watcher.await.unwrap().stdout).into_owned();
+    let watched = String::from_utf8_lossy(&watch_process.await.unwrap().stdout).into_owned();
     assert!(
         watched
             .lines()

@@ -1,6 +1,9 @@
 //! The scheduler inside a running control plane: nodes are API objects here, pods get bound
 //! or an Unschedulable condition and event that say why, and are retried when nodes change.
 
+// Helpers take JSON literals by value: the tests read better that way.
+#![allow(clippy::needless_pass_by_value)]
+
 mod common;
 
 use std::time::{Duration, Instant};

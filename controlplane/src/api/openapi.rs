@@ -1,4 +1,4 @@
-//! OpenAPI v3 documents (`/openapi/v3` and one per group-version), generated from the
+//! `OpenAPI` v3 documents (`/openapi/v3` and one per group-version), generated from the
 //! k8s-openapi types' JSON schemas: what `kubectl explain` reads, and what kubectl checks to
 //! leave field validation to the server (`fieldValidation` on each PATCH operation).
 
@@ -120,15 +120,15 @@ fn kind_schema(
     })
 }
 
-/// OpenAPI 3.0 puts nothing beside a `$ref`; kube-apiserver wraps such references in `allOf`
+/// `OpenAPI` 3.0 puts nothing beside a `$ref`; kube-apiserver wraps such references in `allOf`
 /// so that their descriptions and defaults survive.
 fn wrap_refs(value: &mut Value) {
     match value {
         Value::Object(map) => {
-            if map.len() > 1 {
-                if let Some(reference) = map.remove("$ref") {
-                    map.insert("allOf".into(), json!([{"$ref": reference}]));
-                }
+            if map.len() > 1
+                && let Some(reference) = map.remove("$ref")
+            {
+                map.insert("allOf".into(), json!([{"$ref": reference}]));
             }
             for child in map.values_mut() {
                 wrap_refs(child);
@@ -165,7 +165,7 @@ fn operation(
     action: &str,
     verb_id: &str,
     schema: &str,
-    extra: Vec<Value>,
+    extra: &[Value],
 ) -> Value {
     let reference = json!({"$ref": format!("#/components/schemas/{schema}")});
     let mut op = json!({
@@ -217,19 +217,19 @@ fn paths_for(resource: &ResourceInfo, schema: &str) -> Map<String, Value> {
     paths.insert(
         format!("{scope}/{}", resource.plural),
         json!({
-            "get": operation(resource, "list", "list", schema, Vec::new()),
-            "post": operation(resource, "post", "create", schema, write_parameters()),
-            "delete": operation(resource, "deletecollection", "deleteCollection", schema, Vec::new()),
+            "get": operation(resource, "list", "list", schema, &[]),
+            "post": operation(resource, "post", "create", schema, &write_parameters()),
+            "delete": operation(resource, "deletecollection", "deleteCollection", schema, &[]),
             "parameters": collection_params,
         }),
     );
     paths.insert(
         format!("{scope}/{}/{{name}}", resource.plural),
         json!({
-            "get": operation(resource, "get", "read", schema, Vec::new()),
-            "put": operation(resource, "put", "replace", schema, write_parameters()),
-            "patch": operation(resource, "patch", "patch", schema, write_parameters()),
-            "delete": operation(resource, "delete", "delete", schema, Vec::new()),
+            "get": operation(resource, "get", "read", schema, &[]),
+            "put": operation(resource, "put", "replace", schema, &write_parameters()),
+            "patch": operation(resource, "patch", "patch", schema, &write_parameters()),
+            "delete": operation(resource, "delete", "delete", schema, &[]),
             "parameters": path_params.clone(),
         }),
     );
@@ -237,9 +237,9 @@ fn paths_for(resource: &ResourceInfo, schema: &str) -> Map<String, Value> {
         paths.insert(
             format!("{scope}/{}/{{name}}/status", resource.plural),
             json!({
-                "get": operation(resource, "get", "readStatus", schema, Vec::new()),
-                "put": operation(resource, "put", "replaceStatus", schema, write_parameters()),
-                "patch": operation(resource, "patch", "patchStatus", schema, write_parameters()),
+                "get": operation(resource, "get", "readStatus", schema, &[]),
+                "put": operation(resource, "put", "replaceStatus", schema, &write_parameters()),
+                "patch": operation(resource, "patch", "patchStatus", schema, &write_parameters()),
                 "parameters": path_params,
             }),
         );
@@ -262,11 +262,7 @@ fn group_version_document(group: &str, version: &str) -> Value {
             kinds.push((schema, resource));
         }
     }
-    let mut schemas: Map<String, Value> = generator
-        .take_definitions(true)
-        .into_iter()
-        .map(|(name, schema)| (name, schema))
-        .collect();
+    let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     for (schema, resource) in kinds {
         if let Some(Value::Object(definition)) = schemas.get_mut(&schema) {
             definition.insert(

@@ -28,7 +28,7 @@ pub(crate) fn is_review(group: &str, resource: &str) -> bool {
     )
 }
 
-pub(crate) async fn review(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
+pub(crate) fn review(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
     if ctx.info.verb != "create" {
         return Err(ApiError::method_not_allowed(format!(
             "{} only supports create",
@@ -37,12 +37,16 @@ pub(crate) async fn review(ctx: &Context, body: &[u8]) -> ApiResult<Response> {
     }
     let body = parse_body(body)?;
     match ctx.info.resource.as_str() {
-        "tokenreviews" => token_review(ctx, &body),
+        "tokenreviews" => Ok(token_review(ctx, &body)),
         "selfsubjectreviews" => Ok(json_response(
             StatusCode::CREATED,
             &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {"creationTimestamp": null}, "status": {"userInfo": user_json(&ctx.user)}}),
         )),
-        resource => access_review(ctx, &body, resource == "selfsubjectaccessreviews"),
+        resource => Ok(access_review(
+            ctx,
+            &body,
+            resource == "selfsubjectaccessreviews",
+        )),
     }
 }
 
@@ -57,7 +61,7 @@ fn user_json(user: &UserInfo) -> Value {
     value
 }
 
-fn token_review(ctx: &Context, body: &Value) -> ApiResult<Response> {
+fn token_review(ctx: &Context, body: &Value) -> Response {
     let token = body["spec"]["token"].as_str().unwrap_or_default();
     let audiences: Vec<String> = body["spec"]["audiences"]
         .as_array()
@@ -81,13 +85,13 @@ fn token_review(ctx: &Context, body: &Value) -> ApiResult<Response> {
         }
         Err(error) => json!({"authenticated": false, "error": error, "user": {}}),
     };
-    Ok(json_response(
+    json_response(
         StatusCode::CREATED,
         &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": {"creationTimestamp": null}, "spec": body["spec"], "status": status}),
-    ))
+    )
 }
 
-fn access_review(ctx: &Context, body: &Value, own: bool) -> ApiResult<Response> {
+fn access_review(ctx: &Context, body: &Value, own: bool) -> Response {
     let spec = &body["spec"];
     let user = if own {
         ctx.user.clone()
@@ -138,10 +142,10 @@ fn access_review(ctx: &Context, body: &Value, own: bool) -> ApiResult<Response> 
     } else {
         "SubjectAccessReview"
     };
-    Ok(json_response(
+    json_response(
         StatusCode::CREATED,
         &json!({"apiVersion": "authorization.k8s.io/v1", "kind": kind, "metadata": {"creationTimestamp": null}, "spec": spec, "status": status}),
-    ))
+    )
 }
 
 /// `POST serviceaccounts/{name}/token`: a signed, bound service-account token.
@@ -199,16 +203,16 @@ pub(crate) async fn token_request(ctx: &Context, body: &[u8]) -> ApiResult<Respo
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        if let Some(want) = bound["uid"].as_str().filter(|u| !u.is_empty()) {
-            if want != uid {
-                return Err(ApiError::conflict(
-                    pods,
-                    name,
-                    &format!(
-                        "the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"
-                    ),
-                ));
-            }
+        if let Some(want) = bound["uid"].as_str().filter(|u| !u.is_empty())
+            && want != uid
+        {
+            return Err(ApiError::conflict(
+                pods,
+                name,
+                &format!(
+                    "the UID in the bound object reference ({want}) does not match the UID in record. The object might have been deleted and then recreated"
+                ),
+            ));
         }
         request.bound_pod = Some(ObjectRef {
             name: name.to_owned(),

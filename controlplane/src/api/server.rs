@@ -188,7 +188,7 @@ impl ApiServer {
             representation,
         };
         if reviewing {
-            return super::reviews::review(&ctx, &body).await;
+            return super::reviews::review(&ctx, &body);
         }
         match (ctx.info.verb.as_str(), ctx.info.subresource.as_deref()) {
             ("watch", _) => watch::watch(ctx).await,

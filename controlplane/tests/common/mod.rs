@@ -39,7 +39,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ControlPlaneConfig::new(dir.path().join("data"));
         config.secure_port = 0;
-        config.compaction_interval = Duration::from_mins(60);
+        config.compaction_interval = Duration::from_hours(1);
         configure(&mut config);
         let control_plane = ControlPlane::start(config, CancellationToken::new())
             .await
@@ -89,9 +89,12 @@ impl Cluster {
     /// A kube-rs client with the admin credentials.
     pub async fn client(&self) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
         kube::Client::try_from(config).unwrap()
     }
 
