@@ -1,4 +1,4 @@
-//! gRPC bindings ferrolet speaks, one module per API and version:
+//! gRPC bindings ferrolet speaks, one module per API and version, and the Kubernetes API schemas:
 //!
 //! | module | gRPC package | source |
 //! | --- | --- | --- |
@@ -7,6 +7,7 @@
 //! | [`pluginregistration::v1`] | `pluginregistration` (kubelet plugin watcher) | `vendor/k8s.io/kubelet/pkg/apis/pluginregistration/v1/api.proto` |
 //! | [`deviceplugin::v1beta1`] | `v1beta1` (kubelet device plugins) | `vendor/k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1/api.proto` |
 //! | [`health::v1`] | `grpc.health.v1` | the `tonic-health` crate |
+//! | [`kubernetes`] | `k8s.io.api.*`, `k8s.io.apimachinery.*` (descriptors only) | `vendor/k8s.io/api`, `vendor/k8s.io/apimachinery` (Kubernetes v1.33.1) |
 //!
 //! Every generated module has clients and servers (tonic 0.14, prost 0.14). The vendored
 //! `.proto` files keep upstream's package names, field names and field numbers exactly, because
@@ -89,4 +90,24 @@ pub mod health {
 
     pub use tonic_health::ServingStatus;
     pub use tonic_health::server::{HealthReporter, HealthService, health_reporter};
+}
+
+/// The Kubernetes API wire schemas (the `generated.proto` files of `k8s.io/api` and
+/// `k8s.io/apimachinery`, Kubernetes v1.33.1), for decoding the protobuf encoding that
+/// `kubectl`, client-go and the kubelet send (`application/vnd.kubernetes.protobuf`).
+///
+/// Only descriptors are provided, no Rust types: the control plane decodes these messages
+/// reflectively (e.g. with `prost-reflect`) into the JSON it stores.
+pub mod kubernetes {
+    /// The Kubernetes release whose schemas are vendored under `vendor/k8s.io/`.
+    pub const KUBERNETES_VERSION: &str = "v1.33.1";
+
+    /// An encoded `google.protobuf.FileDescriptorSet` with every vendored Kubernetes API file
+    /// (core/v1, apps/v1, authentication/v1, authorization/v1, autoscaling/v1, batch/v1,
+    /// certificates/v1, coordination/v1, discovery/v1, events/v1, networking/v1, node/v1,
+    /// policy/v1, rbac/v1, scheduling/v1, storage/v1) and their apimachinery imports (meta/v1,
+    /// runtime, runtime/schema, api/resource, util/intstr). Packages are upstream's
+    /// (`k8s.io.api.core.v1`, `k8s.io.apimachinery.pkg.apis.meta.v1`, ...).
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.fds"));
 }
