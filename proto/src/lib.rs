@@ -92,22 +92,4 @@ pub mod health {
     pub use tonic_health::server::{HealthReporter, HealthService, health_reporter};
 }
 
-/// The Kubernetes API wire schemas (the `generated.proto` files of `k8s.io/api` and
-/// `k8s.io/apimachinery`, Kubernetes v1.33.1), for decoding the protobuf encoding that
-/// `kubectl`, client-go and the kubelet send (`application/vnd.kubernetes.protobuf`).
-///
-/// Only descriptors are provided, no Rust types: the control plane decodes these messages
-/// reflectively (e.g. with `prost-reflect`) into the JSON it stores.
-pub mod kubernetes {
-    /// The Kubernetes release whose schemas are vendored under `vendor/k8s.io/`.
-    pub const KUBERNETES_VERSION: &str = "v1.33.1";
-
-    /// An encoded `google.protobuf.FileDescriptorSet` with every vendored Kubernetes API file
-    /// (core/v1, apps/v1, authentication/v1, authorization/v1, autoscaling/v1, batch/v1,
-    /// certificates/v1, coordination/v1, discovery/v1, events/v1, networking/v1, node/v1,
-    /// policy/v1, rbac/v1, scheduling/v1, storage/v1) and their apimachinery imports (meta/v1,
-    /// runtime, runtime/schema, api/resource, util/intstr). Packages are upstream's
-    /// (`k8s.io.api.core.v1`, `k8s.io.apimachinery.pkg.apis.meta.v1`, ...).
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.fds"));
-}
+pub mod kubernetes;

@@ -210,3 +210,55 @@ fn pod_lease_and_delete_options_have_upstream_numbers() {
     );
     assert_eq!(entry.field[1].r#type(), Type::Bytes);
 }
+
+#[test]
+fn go_pointer_fields_are_sorted_and_name_real_scalar_fields() {
+    let set = descriptor_set();
+    let fields = ferrolet_proto::kubernetes::go_pointer_fields();
+    assert_eq!(fields.len(), 212, "count in kubectl v1.33.1's descriptors");
+    assert!(fields.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+    for &(message_name, field_name) in fields {
+        let (_, label, kind, _) = field(&set, message_name, field_name);
+        assert_eq!(label, Label::Optional, "{message_name}.{field_name}");
+        assert!(
+            !matches!(kind, Type::Message | Type::Bytes | Type::Group),
+            "{message_name}.{field_name} is {kind:?}"
+        );
+    }
+}
+
+#[test]
+fn pointer_fields_are_told_apart_from_value_fields() {
+    use ferrolet_proto::kubernetes::is_go_pointer_field;
+    let meta = "k8s.io.apimachinery.pkg.apis.meta.v1";
+    assert!(is_go_pointer_field(
+        &format!("{meta}.DeleteOptions"),
+        "gracePeriodSeconds"
+    ));
+    assert!(is_go_pointer_field(
+        &format!("{meta}.ObjectMeta"),
+        "deletionGracePeriodSeconds"
+    ));
+    assert!(is_go_pointer_field(
+        "k8s.io.api.core.v1.PodSpec",
+        "automountServiceAccountToken"
+    ));
+    assert!(is_go_pointer_field(
+        "k8s.io.api.coordination.v1.LeaseSpec",
+        "leaseDurationSeconds"
+    ));
+    assert!(!is_go_pointer_field(&format!("{meta}.ObjectMeta"), "name"));
+    assert!(!is_go_pointer_field(
+        &format!("{meta}.ObjectMeta"),
+        "generation"
+    ));
+    assert!(!is_go_pointer_field(
+        "k8s.io.api.core.v1.ContainerPort",
+        "containerPort"
+    ));
+    assert!(!is_go_pointer_field(
+        "k8s.io.api.core.v1.NamespaceStatus",
+        "phase"
+    ));
+    assert!(!is_go_pointer_field("no.such.Message", "field"));
+}
