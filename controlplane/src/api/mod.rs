@@ -8,6 +8,7 @@ pub(crate) mod handlers;
 pub mod openapi;
 pub mod options;
 pub mod patching;
+pub mod protobuf;
 pub mod request;
 pub mod selectors;
 pub mod serve;
