@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the Kubernetes API `generated.proto` files under proto/vendor/ from the file
-descriptors compiled into a kubectl release binary, and proto/src/kubernetes/go_pointers.rs.
+descriptors compiled into a kubectl release binary, and proto/src/kubernetes/go_fields.rs.
 
 Every Kubernetes Go binary carries, for each `generated.proto` it links, the gzipped
 `FileDescriptorProto` that gogo-protobuf embedded in `generated.pb.go`. Those descriptors are
@@ -9,15 +9,23 @@ labels, types and map shapes. This script prints them back as `.proto` text with
 import and options dropped (they only steer Go code generation), which is exactly what upstream
 publishes, minus upstream's comments.
 
-One gogoproto option carries meaning that the published files lose: `(gogoproto.nullable)
-= false` marks fields that are Go values rather than pointers. gogo-protobuf writes a value
-field even when it holds its zero value, so on the wire `""`/`0`/`false` there means "unset"
-(Go JSON omits it), while a pointer field is written only when set and its zero value is
-meaningful (`DeleteOptions.gracePeriodSeconds: 0`). The singular scalar fields that are Go
-pointers are listed in go_pointers.rs for the control plane's protobuf decoder.
+Three facts about the Go types that the published files lose are written to go_fields.rs for
+the control plane's protobuf-to-JSON decoder:
+- Go pointers: `(gogoproto.nullable) = false` marks fields that are Go values. gogo-protobuf
+  writes a value field even when it holds its zero value, so on the wire `""`/`0`/`false`
+  there means "unset" (Go's JSON omits it), while a pointer field is written only when set and
+  its zero value is meaningful (`DeleteOptions.gracePeriodSeconds: 0`). The singular scalar
+  fields that are pointers are listed.
+- Inline fields: an embedded Go struct tagged `json:",inline"` (`Volume.volumeSource`,
+  `Probe.handler`) is one proto field but its fields sit in the parent's JSON object.
+- JSON names that differ from the proto name (`BoundObjectReference.uID` is `uid`).
+The last two come from the Go struct tags (`json:"..." protobuf:"..."`) in the binary,
+matched to descriptor fields by proto field number and name; an embedded field (gogoproto
+`customname` equal to its type's name) with no named tag is inline when the binary has a
+name-less inline tag with its number (`EphemeralContainer.ephemeralContainerCommon`).
 
 Usage: k8s-protos-from-kubectl.py KUBECTL VENDOR_DIR [--check]
-  writes VENDOR_DIR/<import path> and VENDOR_DIR/../src/kubernetes/go_pointers.rs
+  writes VENDOR_DIR/<import path> and VENDOR_DIR/../src/kubernetes/go_fields.rs
   --check  compare instead of writing; exit 1 if a vendored file differs.
 Standard library only.
 """
@@ -115,6 +123,8 @@ def parse_field(buf):
             for onum, _, oval in fields(val):
                 if onum == 65001:
                     f["go_value"] = oval == 0  # (gogoproto.nullable) = false
+                if onum == 65004:
+                    f["go_name"] = oval.decode()  # (gogoproto.customname)
                 if onum < 65000:
                     raise ValueError(f"field {f.get('name')}: unexpected option {onum}")
         elif num == 10:
@@ -238,16 +248,51 @@ def scalar_or_ref(pkg, f):
     return TYPES[f["type"]]
 
 
-def go_pointers(parsed, source):
-    """Rust source listing (message, field) of every singular scalar field that is a Go pointer."""
-    rows = []
+def go_tags(binary):
+    """(number, proto name) -> {(json name, inline)} from `json:"..." ... protobuf:"..."` tags,
+    and the numbers of inline tags that name no proto field."""
+    data = open(binary, "rb").read()
+    named, nameless = {}, set()
+    for js, _, pb in re.findall(rb'json:"([^"]*)"((?: [a-zA-Z]+:"[^"]*")*?) protobuf:"([^"]*)"', data):
+        parts = pb.decode().split(",")
+        if len(parts) < 2 or not parts[1].isdigit():
+            continue
+        number = int(parts[1])
+        name = next((p[5:] for p in parts[2:] if p.startswith("name=")), None)
+        json_name, *json_options = js.decode().split(",")
+        spec = (json_name, "inline" in json_options)
+        if name is None:
+            if spec[1]:
+                nameless.add(number)
+            continue
+        named.setdefault((number, name), set()).add(spec)
+    return named, nameless
+
+
+def go_fields(parsed, tags, source):
+    """Rust source with the Go pointer, inline and JSON-name tables (see the module doc)."""
+    named, nameless = tags
+    pointers, inline, renamed = [], [], []
     for d in parsed:
         for msg in d["messages"]:
+            full = f"{d['package']}.{msg['name']}"
             for f in msg["fields"]:
                 scalar = f["type"] not in (TYPE_MESSAGE, TYPE_ENUM, 12)  # 12: bytes
                 if scalar and f["label"] == 1 and not f["go_value"]:
-                    rows.append((f"{d['package']}.{msg['name']}", f["name"]))
-    rows.sort()
+                    pointers.append((full, f["name"]))
+                specs = named.get((f["number"], f["name"]), set())
+                if len(specs) > 1:
+                    raise ValueError(f"{full}.{f['name']}: conflicting Go tags {specs}")
+                if specs:
+                    json_name, is_inline = next(iter(specs))
+                    if is_inline:
+                        inline.append((full, f["name"]))
+                    elif json_name not in ("-", f["name"]):
+                        renamed.append((full, f["name"], json_name))
+                    continue
+                embedded = f.get("go_name") and f.get("type_name", "").endswith("." + f["go_name"])
+                if embedded and f["number"] in nameless:
+                    inline.append((full, f["name"]))
     out = [
         f"// Generated by proto/hack/k8s-protos-from-kubectl.py from {source}: do not edit.",
         "",
@@ -255,9 +300,26 @@ def go_pointers(parsed, source):
         "/// Kubernetes' API types, sorted; see [`super::is_go_pointer_field`].",
         "pub(super) const GO_POINTER_FIELDS: &[(&str, &str)] = &[",
     ]
-    out += [f'    ("{m}", "{f}"),' for m, f in rows]
+    out += [f'    ("{m}", "{f}"),' for m, f in sorted(pointers)]
+    out += [
+        "];",
+        "",
+        "/// Fields whose Go struct is embedded with `json:\",inline\"`, sorted; see",
+        "/// [`super::is_inline_field`].",
+        "pub(super) const INLINE_FIELDS: &[(&str, &str)] = &[",
+    ]
+    out += [f'    ("{m}", "{f}"),' for m, f in sorted(inline)]
+    out += [
+        "];",
+        "",
+        "/// Fields whose JSON name is not their proto name (`message`, `field`, `json`), sorted;",
+        "/// see [`super::json_name`].",
+        "pub(super) const JSON_NAMES: &[(&str, &str, &str)] = &[",
+    ]
+    out += [f'    ("{m}", "{f}", "{j}"),' for m, f, j in sorted(renamed)]
     out.append("];")
-    return "\n".join(out) + "\n", len(rows)
+    summary = f"{len(pointers)} pointers, {len(inline)} inline, {len(renamed)} renamed"
+    return "\n".join(out) + "\n", summary
 
 
 def main():
@@ -284,9 +346,9 @@ def main():
         parsed.append(d)
         differs |= write(os.path.join(vendor, name), render(d, source), check,
                          f"{len(d['messages'])} messages")
-    table, rows = go_pointers(parsed, source)
-    rs = os.path.join(vendor, "..", "src", "kubernetes", "go_pointers.rs")
-    differs |= write(os.path.normpath(rs), table, check, f"{rows} Go pointer fields")
+    table, summary = go_fields(parsed, go_tags(kubectl), source)
+    rs = os.path.join(vendor, "..", "src", "kubernetes", "go_fields.rs")
+    differs |= write(os.path.normpath(rs), table, check, summary)
     sys.exit(1 if differs else 0)
 
 

@@ -4,12 +4,13 @@
 //!
 //! Only descriptors are provided, no Rust types: the control plane decodes these messages
 //! reflectively (with `prost-reflect`) into the JSON it stores. What the published `.proto`
-//! files cannot say, whether a field is a Go pointer, is in [`is_go_pointer_field`].
+//! files cannot say about the Go types behind them, and Go's JSON depends on, is answered by
+//! [`is_go_pointer_field`], [`is_inline_field`] and [`json_name`].
 
-// Generated from kubectl's descriptors by `hack/k8s-protos-from-kubectl.py`; one entry a line
-// so that `--check` can compare it byte for byte.
+// Generated from kubectl's descriptors and Go struct tags by `hack/k8s-protos-from-kubectl.py`;
+// one entry a line so that `--check` can compare it byte for byte.
 #[rustfmt::skip]
-mod go_pointers;
+mod go_fields;
 
 /// The Kubernetes release whose schemas are vendored under `vendor/k8s.io/`.
 pub const KUBERNETES_VERSION: &str = "v1.33.1";
@@ -33,7 +34,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// presence on the wire already matches their presence in JSON.
 #[must_use]
 pub fn is_go_pointer_field(message: &str, field: &str) -> bool {
-    go_pointers::GO_POINTER_FIELDS
+    go_fields::GO_POINTER_FIELDS
         .binary_search_by(|&(m, f)| (m, f).cmp(&(message, field)))
         .is_ok()
 }
@@ -41,5 +42,30 @@ pub fn is_go_pointer_field(message: &str, field: &str) -> bool {
 /// Every `(message, field)` for which [`is_go_pointer_field`] is true, sorted.
 #[must_use]
 pub fn go_pointer_fields() -> &'static [(&'static str, &'static str)] {
-    go_pointers::GO_POINTER_FIELDS
+    go_fields::GO_POINTER_FIELDS
+}
+
+/// Whether `field` of `message` is a Go struct embedded with `json:",inline"`: one proto field
+/// (`Volume.volumeSource`, `Probe.handler`, `SecretKeySelector.localObjectReference`) whose
+/// own fields appear directly in the parent's JSON object (`{"name": "v", "emptyDir": {}}`).
+#[must_use]
+pub fn is_inline_field(message: &str, field: &str) -> bool {
+    go_fields::INLINE_FIELDS
+        .binary_search_by(|&(m, f)| (m, f).cmp(&(message, field)))
+        .is_ok()
+}
+
+/// Every `(message, field)` for which [`is_inline_field`] is true, sorted.
+#[must_use]
+pub fn inline_fields() -> &'static [(&'static str, &'static str)] {
+    go_fields::INLINE_FIELDS
+}
+
+/// The JSON name of `field` of `message`: the proto field name, except where Go's `json`
+/// tag says otherwise (`BoundObjectReference.uID` is `uid`, `aPIGroup` is `apiGroup`).
+#[must_use]
+pub fn json_name<'a>(message: &str, field: &'a str) -> &'a str {
+    go_fields::JSON_NAMES
+        .binary_search_by(|&(m, f, _)| (m, f).cmp(&(message, field)))
+        .map_or(field, |i| go_fields::JSON_NAMES[i].2)
 }

@@ -262,3 +262,66 @@ fn pointer_fields_are_told_apart_from_value_fields() {
     ));
     assert!(!is_go_pointer_field("no.such.Message", "field"));
 }
+
+#[test]
+fn inline_fields_are_embedded_messages() {
+    use ferrolet_proto::kubernetes::{inline_fields, is_inline_field};
+    let set = descriptor_set();
+    let fields = inline_fields();
+    assert!(fields.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
+    for &(message_name, field_name) in fields {
+        let (_, label, kind, _) = field(&set, message_name, field_name);
+        assert_eq!((label, kind), (Label::Optional, Type::Message));
+    }
+    // Go: `VolumeSource `json:",inline"``, `ProbeHandler `json:",inline"``, ...
+    let core = "k8s.io.api.core.v1";
+    for (message_name, field_name) in [
+        ("Volume", "volumeSource"),
+        ("Probe", "handler"),
+        ("PersistentVolumeSpec", "persistentVolumeSource"),
+        ("EphemeralContainer", "ephemeralContainerCommon"),
+        ("SecretKeySelector", "localObjectReference"),
+        ("ConfigMapVolumeSource", "localObjectReference"),
+    ] {
+        assert!(
+            is_inline_field(&format!("{core}.{message_name}"), field_name),
+            "{message_name}.{field_name}"
+        );
+    }
+    assert!(is_inline_field(
+        "k8s.io.api.networking.v1.IngressRule",
+        "ingressRuleValue"
+    ));
+    // Embedded but named (`json:"metadata"`), or a plain field named like its type.
+    assert!(!is_inline_field(&format!("{core}.Pod"), "metadata"));
+    assert!(!is_inline_field(
+        &format!("{core}.Affinity"),
+        "nodeAffinity"
+    ));
+    assert!(!is_inline_field(
+        "k8s.io.api.authorization.v1.SubjectAccessReviewSpec",
+        "resourceAttributes"
+    ));
+    assert_eq!(fields.len(), 13);
+}
+
+#[test]
+fn json_names_differ_from_proto_names_only_where_go_says_so() {
+    use ferrolet_proto::kubernetes::json_name;
+    assert_eq!(
+        json_name("k8s.io.api.authentication.v1.BoundObjectReference", "uID"),
+        "uid"
+    );
+    assert_eq!(
+        json_name(
+            "k8s.io.api.networking.v1.IngressClassParametersReference",
+            "aPIGroup"
+        ),
+        "apiGroup"
+    );
+    assert_eq!(json_name("k8s.io.api.core.v1.Pod", "metadata"), "metadata");
+    assert_eq!(
+        json_name("k8s.io.api.core.v1.DaemonEndpoint", "Port"),
+        "Port"
+    );
+}

@@ -216,3 +216,28 @@ pub(super) const GO_POINTER_FIELDS: &[(&str, &str)] = &[
     ("k8s.io.apimachinery.pkg.apis.meta.v1.Preconditions", "resourceVersion"),
     ("k8s.io.apimachinery.pkg.apis.meta.v1.Preconditions", "uid"),
 ];
+
+/// Fields whose Go struct is embedded with `json:",inline"`, sorted; see
+/// [`super::is_inline_field`].
+pub(super) const INLINE_FIELDS: &[(&str, &str)] = &[
+    ("k8s.io.api.core.v1.ConfigMapEnvSource", "localObjectReference"),
+    ("k8s.io.api.core.v1.ConfigMapKeySelector", "localObjectReference"),
+    ("k8s.io.api.core.v1.ConfigMapProjection", "localObjectReference"),
+    ("k8s.io.api.core.v1.ConfigMapVolumeSource", "localObjectReference"),
+    ("k8s.io.api.core.v1.EphemeralContainer", "ephemeralContainerCommon"),
+    ("k8s.io.api.core.v1.PersistentVolumeSpec", "persistentVolumeSource"),
+    ("k8s.io.api.core.v1.Probe", "handler"),
+    ("k8s.io.api.core.v1.SecretEnvSource", "localObjectReference"),
+    ("k8s.io.api.core.v1.SecretKeySelector", "localObjectReference"),
+    ("k8s.io.api.core.v1.SecretProjection", "localObjectReference"),
+    ("k8s.io.api.core.v1.Volume", "volumeSource"),
+    ("k8s.io.api.networking.v1.IngressRule", "ingressRuleValue"),
+    ("k8s.io.apimachinery.pkg.runtime.Unknown", "typeMeta"),
+];
+
+/// Fields whose JSON name is not their proto name (`message`, `field`, `json`), sorted;
+/// see [`super::json_name`].
+pub(super) const JSON_NAMES: &[(&str, &str, &str)] = &[
+    ("k8s.io.api.authentication.v1.BoundObjectReference", "uID", "uid"),
+    ("k8s.io.api.networking.v1.IngressClassParametersReference", "aPIGroup", "apiGroup"),
+];
