@@ -15,7 +15,9 @@
 use std::sync::LazyLock;
 
 use base64::Engine as _;
-use ferrolet_proto::kubernetes::{FILE_DESCRIPTOR_SET, is_go_pointer_field};
+use ferrolet_proto::kubernetes::{
+    FILE_DESCRIPTOR_SET, is_go_pointer_field, is_inline_field, json_name,
+};
 use http::StatusCode;
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, MapKey, MessageDescriptor, ReflectMessage,
@@ -259,7 +261,10 @@ fn decode_envelope(body: &[u8], depth: usize) -> Result<Json, ProtobufError> {
 
 /// Converts one decoded message to the JSON Go's `encoding/json` writes for the same value.
 ///
-/// - Field names are the proto field names (the JSON names in Kubernetes' files).
+/// - Field names are the proto field names, which are the JSON names in Kubernetes' files
+///   except where [`json_name`] says otherwise; a field of an embedded Go struct with
+///   `json:",inline"` ([`is_inline_field`]: `Volume.volumeSource`, `Probe.handler`) puts its
+///   fields into the enclosing object.
 /// - A singular scalar field that is a Go value (not a pointer, see
 ///   [`is_go_pointer_field`]) is left out when it holds `""`, `0` or `false`: gogo-protobuf
 ///   writes value fields unconditionally, and that zero means "unset" (Go's `omitempty`). A
@@ -308,8 +313,24 @@ fn object_json(message: &DynamicMessage, depth: usize) -> Result<Json, ProtobufE
     let descriptor = message.descriptor();
     let mut object = Map::new();
     for (field, value) in message.fields() {
-        if let Some(json) = field_json(&descriptor, &field, value, depth)? {
-            object.insert(field.name().to_owned(), json);
+        let Some(json) = field_json(&descriptor, &field, value, depth)? else {
+            continue;
+        };
+        if is_inline_field(descriptor.full_name(), field.name()) {
+            // An embedded Go struct (`json:",inline"`): its fields join this object.
+            match json {
+                Json::Object(fields) => object.extend(fields),
+                Json::Null => {}
+                other => {
+                    return Err(invalid(
+                        &descriptor,
+                        format!("inline field {} is not an object: {other}", field.name()),
+                    ));
+                }
+            }
+        } else {
+            let name = json_name(descriptor.full_name(), field.name());
+            object.insert(name.to_owned(), json);
         }
     }
     Ok(Json::Object(object))
@@ -544,46 +565,4 @@ fn go_fraction(v: u64, precision: u32) -> (String, u64) {
     }
     let digits = format!("{fraction:0width$}", width = precision as usize);
     (format!(".{}", digits.trim_end_matches('0')), v / divisor)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{go_duration, is_protobuf};
-
-    #[test]
-    fn durations_print_like_go() {
-        let cases = [
-            (0, "0s"),
-            (1, "1ns"),
-            (999, "999ns"),
-            (1_000, "1µs"),
-            (1_500, "1.5µs"),
-            (500_000_000, "500ms"),
-            (1_500_000_000, "1.5s"),
-            (3_723_000_000_000, "1h2m3s"),
-            (3_600_000_000_000, "1h0m0s"),
-            (90_000_000_000, "1m30s"),
-            (-1_000_000_000, "-1s"),
-            (-90_000_000_000, "-1m30s"),
-            (i64::MAX, "2562047h47m16.854775807s"),
-            (i64::MIN, "-2562047h47m16.854775808s"),
-        ];
-        for (nanos, expected) in cases {
-            assert_eq!(go_duration(nanos), expected, "{nanos}ns");
-        }
-    }
-
-    #[test]
-    fn protobuf_content_types() {
-        assert!(is_protobuf("application/vnd.kubernetes.protobuf"));
-        assert!(is_protobuf(
-            "application/vnd.kubernetes.protobuf; charset=utf-8"
-        ));
-        assert!(is_protobuf(
-            " Application/Vnd.Kubernetes.Protobuf;stream=watch"
-        ));
-        assert!(!is_protobuf("application/json"));
-        assert!(!is_protobuf("application/vnd.kubernetes.protobuf+json"));
-        assert!(!is_protobuf(""));
-    }
 }
