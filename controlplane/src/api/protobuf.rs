@@ -268,7 +268,11 @@ fn decode_envelope(body: &[u8], depth: usize) -> Result<Json, ProtobufError> {
 /// - A singular scalar field that is a Go value (not a pointer, see
 ///   [`is_go_pointer_field`]) is left out when it holds `""`, `0` or `false`: gogo-protobuf
 ///   writes value fields unconditionally, and that zero means "unset" (Go's `omitempty`). A
-///   pointer field is written whenever it is present, zero included.
+///   pointer field is written whenever it is present, zero included. The one difference from
+///   Go: a value field *without* `omitempty` (`PodDisruptionBudgetStatus.currentHealthy`,
+///   `ContainerStatus.restartCount`) is written by Go as `0`/`""`/`false` but left out here,
+///   since neither the wire nor the schema says which fields those are; every Go or
+///   k8s-openapi reader takes a missing field as that zero value.
 /// - Message fields are written when present (`"spec": {}` as Go writes a value struct);
 ///   repeated fields as arrays and maps as objects with sorted keys, when non-empty.
 /// - Integers are JSON numbers (int64 too, as Go writes them), bytes are base64 strings.
