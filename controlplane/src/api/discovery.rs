@@ -95,16 +95,7 @@ fn group(name: &str, version: &str) -> Value {
 
 /// The verbs of a resource, as discovery lists them.
 fn verbs(_resource: &ResourceInfo) -> Vec<&'static str> {
-    vec![
-        "create",
-        "delete",
-        "deletecollection",
-        "get",
-        "list",
-        "patch",
-        "update",
-        "watch",
-    ]
+    vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 }
 
 fn subresource_verbs(subresource: &str) -> Vec<&'static str> {
