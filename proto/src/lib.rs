@@ -1,4 +1,4 @@
-//! gRPC bindings ferrolet speaks, one module per API and version:
+//! gRPC bindings ferrolet speaks, one module per API and version, and the Kubernetes API schemas:
 //!
 //! | module | gRPC package | source |
 //! | --- | --- | --- |
@@ -7,6 +7,7 @@
 //! | [`pluginregistration::v1`] | `pluginregistration` (kubelet plugin watcher) | `vendor/k8s.io/kubelet/pkg/apis/pluginregistration/v1/api.proto` |
 //! | [`deviceplugin::v1beta1`] | `v1beta1` (kubelet device plugins) | `vendor/k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1/api.proto` |
 //! | [`health::v1`] | `grpc.health.v1` | the `tonic-health` crate |
+//! | [`kubernetes`] | `k8s.io.api.*`, `k8s.io.apimachinery.*` (descriptors only) | `vendor/k8s.io/api`, `vendor/k8s.io/apimachinery` (Kubernetes v1.33.1) |
 //!
 //! Every generated module has clients and servers (tonic 0.14, prost 0.14). The vendored
 //! `.proto` files keep upstream's package names, field names and field numbers exactly, because
@@ -90,3 +91,5 @@ pub mod health {
     pub use tonic_health::ServingStatus;
     pub use tonic_health::server::{HealthReporter, HealthService, health_reporter};
 }
+
+pub mod kubernetes;

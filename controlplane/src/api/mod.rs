@@ -9,6 +9,7 @@ pub(crate) mod handlers;
 pub mod openapi;
 pub mod options;
 pub mod patching;
+pub mod protobuf;
 pub mod request;
 pub(crate) mod reviews;
 pub mod selectors;
