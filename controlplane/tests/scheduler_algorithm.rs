@@ -1,6 +1,6 @@
 //! Whole decisions: which node wins, and the unschedulable message in kube-scheduler's format.
 
-#[path = "scheduler_support.rs"]
+#[path = "scheduler_support/mod.rs"]
 mod support;
 
 use ferrolet_controlplane::scheduler::{FitError, NodeInfo, ScheduleError, schedule_pod};

@@ -1,6 +1,6 @@
 //! Each Filter plugin, passing and rejecting, with upstream's reason strings.
 
-#[path = "scheduler_support.rs"]
+#[path = "scheduler_support/mod.rs"]
 mod support;
 
 use ferrolet_controlplane::scheduler::filters::{self, Rejection, plugin};

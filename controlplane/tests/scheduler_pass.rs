@@ -1,7 +1,7 @@
 //! Scheduling passes against a recording fake of the API: bindings, the assume cache,
 //! unschedulable conditions and events, retries.
 
-#[path = "scheduler_support.rs"]
+#[path = "scheduler_support/mod.rs"]
 mod support;
 
 use std::sync::{Arc, Mutex};

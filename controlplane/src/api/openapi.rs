@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use super::error::{ApiError, ApiResult};
 use super::request::RequestInfo;
 use super::server::json_response;
+use crate::patch::{FieldSchema, PatchStrategy};
 use crate::resources::{RESOURCES, ResourceInfo};
 
 /// One group-version document and its hash.
@@ -136,6 +137,73 @@ fn wrap_refs(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(wrap_refs),
         _ => {}
+    }
+}
+
+/// The schema a (possibly `allOf`-wrapped) reference points to, by definition name.
+fn referenced(schema: &Value) -> Option<String> {
+    let reference = schema["$ref"]
+        .as_str()
+        .or_else(|| schema["allOf"][0]["$ref"].as_str())?;
+    reference
+        .strip_prefix("#/components/schemas/")
+        .map(str::to_owned)
+}
+
+/// Adds kube-apiserver's patch extensions (`x-kubernetes-patch-strategy`,
+/// `x-kubernetes-patch-merge-key`, list types) to the properties of `definition`, walking the
+/// strategic-merge table of a kind: kubectl computes `apply` patches from them, and without
+/// them it replaces merged lists whole.
+fn annotate_patch_strategies(
+    schemas: &mut Map<String, Value>,
+    definition: &str,
+    fields: &'static [FieldSchema],
+    seen: &mut std::collections::BTreeSet<String>,
+) {
+    if !seen.insert(definition.to_owned()) {
+        return;
+    }
+    for field in fields {
+        let Some(property) = schemas
+            .get(definition)
+            .and_then(|d| d["properties"].get(field.name))
+            .cloned()
+        else {
+            continue;
+        };
+        let mut annotated = property.clone();
+        let strategy = match field.strategy {
+            PatchStrategy::MergeByKey(key) => {
+                annotated["x-kubernetes-patch-merge-key"] = json!(key);
+                annotated["x-kubernetes-list-type"] = json!("map");
+                annotated["x-kubernetes-list-map-keys"] = json!([key]);
+                Some("merge")
+            }
+            PatchStrategy::MergeSet => {
+                annotated["x-kubernetes-list-type"] = json!("set");
+                Some("merge")
+            }
+            PatchStrategy::Replace => Some("replace"),
+            PatchStrategy::Unspecified => None,
+        };
+        let tag = match (strategy, field.retain_keys) {
+            (Some(s), true) => Some(format!("{s},retainKeys")),
+            (Some(s), false) => Some(s.to_owned()),
+            (None, true) => Some("retainKeys".to_owned()),
+            (None, false) => None,
+        };
+        if let Some(tag) = tag {
+            annotated["x-kubernetes-patch-strategy"] = json!(tag);
+        }
+        if let Some(d) = schemas.get_mut(definition) {
+            d["properties"][field.name] = annotated;
+        }
+        if !field.fields.is_empty() {
+            let child = referenced(&property).or_else(|| referenced(&property["items"]));
+            if let Some(child) = child {
+                annotate_patch_strategies(schemas, &child, field.fields, seen);
+            }
+        }
     }
 }
 
@@ -263,6 +331,18 @@ fn group_version_document(group: &str, version: &str) -> Value {
         }
     }
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    for (schema, resource) in &kinds {
+        if let Some(fields) =
+            crate::patch::strategic::kinds::fields_of(&resource.api_version(), resource.kind)
+        {
+            annotate_patch_strategies(
+                &mut schemas,
+                schema,
+                fields,
+                &mut std::collections::BTreeSet::new(),
+            );
+        }
+    }
     for (schema, resource) in kinds {
         if let Some(Value::Object(definition)) = schemas.get_mut(&schema) {
             definition.insert(
@@ -311,6 +391,16 @@ mod tests {
                 .any(|p| p["name"] == "fieldValidation")
         );
         assert!(doc["paths"]["/api/v1/nodes/{name}/status"].is_object());
+        let containers =
+            &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        let env =
+            &doc["components"]["schemas"]["io.k8s.api.core.v1.Container"]["properties"]["env"];
+        assert_eq!(env["x-kubernetes-patch-merge-key"], "name");
+        let finalizers = &doc["components"]["schemas"]["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]
+            ["properties"]["finalizers"];
+        assert_eq!(finalizers["x-kubernetes-patch-strategy"], "merge");
         let container = &doc["components"]["schemas"]["io.k8s.api.core.v1.Container"];
         assert!(
             container["properties"]["image"]["description"]

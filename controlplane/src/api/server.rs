@@ -180,6 +180,22 @@ impl ApiServer {
                     format!("read request body: {e}"),
                 )
             })?;
+        // Clients of built-in types (kubectl's typed calls, the kubelet) may send protobuf;
+        // everything below works on the JSON the same object would have.
+        let body = if super::protobuf::is_protobuf(&content_type) && !body.is_empty() {
+            let value = super::protobuf::decode_request(&body).map_err(|err| {
+                let code = err.status_code();
+                let reason = match code {
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+                    StatusCode::INTERNAL_SERVER_ERROR => "InternalError",
+                    _ => "BadRequest",
+                };
+                ApiError::new(code, reason, err.to_string())
+            })?;
+            axum::body::Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+        } else {
+            body
+        };
         let ctx = handlers::Context {
             server: self.clone(),
             user,

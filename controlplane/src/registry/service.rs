@@ -43,7 +43,15 @@ impl Kind for Service {
         }
         for port in spec.ports.iter_mut().flatten() {
             port.protocol.get_or_insert_with(|| "TCP".into());
-            port.target_port.get_or_insert(IntOrString::Int(port.port));
+            // 0 and "" mean unset, as protobuf clients send them.
+            let unset = match &port.target_port {
+                None | Some(IntOrString::Int(0)) => true,
+                Some(IntOrString::String(s)) => s.is_empty(),
+                Some(IntOrString::Int(_)) => false,
+            };
+            if unset {
+                port.target_port = Some(IntOrString::Int(port.port));
+            }
         }
     }
 
