@@ -199,9 +199,30 @@ impl ControlPlane {
             cache_capacity: config.watch_cache_capacity,
             ..ApiConfig::default()
         };
-        let server = ApiServer::new(store.clone(), api_config, Some(access), cancel.clone())
-            .await
-            .map_err(Error::ApiServer)?;
+        let kubelet_cert = pki
+            .issue_client_certificate(
+                "kube-apiserver-kubelet-client",
+                &["system:masters"],
+                Duration::from_hours(24 * 365),
+            )
+            .map_err(|source| Error::Pki {
+                path: pki_dir.clone(),
+                source,
+            })?;
+        let kubelet_client = crate::api::proxy::KubeletClient::new(
+            &kubelet_cert.certificate_pem,
+            &kubelet_cert.key_pem,
+        )
+        .map_err(Error::ApiServer)?;
+        let server = ApiServer::new(
+            store.clone(),
+            api_config,
+            Some(access),
+            Some(kubelet_client),
+            cancel.clone(),
+        )
+        .await
+        .map_err(Error::ApiServer)?;
         server
             .bootstrap()
             .await

@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod options;
 pub mod patching;
 pub mod protobuf;
+pub mod proxy;
 pub mod request;
 pub(crate) mod reviews;
 pub mod selectors;

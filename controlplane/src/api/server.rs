@@ -72,6 +72,8 @@ pub struct ApiServer {
     /// Authentication; `None` lets every request act as a cluster admin (in-process tests).
     pub access: Option<super::access::Access>,
     pub(crate) lookup: super::access::CacheLookup,
+    /// Credentials for the kubelets' APIs (logs, exec, attach, port-forward).
+    pub kubelet_client: Option<super::proxy::KubeletClient>,
     pub cancel: CancellationToken,
 }
 
@@ -89,6 +91,7 @@ impl ApiServer {
         store: Arc<dyn Store>,
         config: ApiConfig,
         access: Option<super::access::Access>,
+        kubelet_client: Option<super::proxy::KubeletClient>,
         cancel: CancellationToken,
     ) -> Result<Arc<Self>, String> {
         let services = ServiceIpAllocator::new(&config.service_cidr)?;
@@ -104,6 +107,7 @@ impl ApiServer {
             store,
             lookup: super::access::CacheLookup(cache.clone()),
             access,
+            kubelet_client,
             cache,
             registry: Registry::new(),
             config,
@@ -157,6 +161,9 @@ impl ApiServer {
         super::access::check(&user, &info, &self.lookup)?;
         if !info.is_resource_request {
             return discovery::handle(self, &info, &request);
+        }
+        if super::proxy::is_proxied(&info) {
+            return super::proxy::handle(self, &info, request).await;
         }
         let reviewing = super::reviews::is_review(&info.api_group, &info.resource);
         let representation = negotiate(
