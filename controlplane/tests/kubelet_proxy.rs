@@ -54,12 +54,7 @@ async fn fake_kubelet(ca_pem: &str) -> u16 {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let caller = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .map(|c| c.len())
-                    .unwrap_or(0);
+                let caller = tls.get_ref().1.peer_certificates().map_or(0, <[_]>::len);
                 let service = hyper::service::service_fn(
                     move |mut request: hyper::Request<hyper::body::Incoming>| async move {
                         let target = request.uri().to_string();
