@@ -1,0 +1,6 @@
+//! The ferrolet node agent: a kubelet that runs the pods bound to its node through a CRI
+//! runtime and reports their status, the node's status and its lease to the API server.
+//!
+//! It speaks only the standard Kubernetes API (through kube-rs) and the CRI, so it works
+//! against ferrolet's control plane and a real kube-apiserver alike, over containerd,
+//! CRI-O or ferrolet's own runtime.
