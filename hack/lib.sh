@@ -16,11 +16,26 @@ export FERROLET_ROOT
 : "${FERROLET_NETNS:=ferrolet-dev}"
 # Pod CIDR of the dev node's CNI bridge (inside FERROLET_NETNS).
 : "${FERROLET_POD_CIDR:=10.244.0.0/24}"
+# The /30 linking the host to the node's namespace: the host side is .1 (where the node
+# reaches the API server), the node side .2 (the node's IP, the route to its pods).
+: "${FERROLET_NODE_SUBNET:=10.200.0.0/30}"
+# The host side of that link (at most 15 characters).
+: "${FERROLET_NODE_LINK:=fl-${FERROLET_NETNS#ferrolet-}}"
 : "${FERROLET_REGISTRY_PORT:=5000}"
 # The cgroup (in every hierarchy) under which this instance's pods are put.
 : "${FERROLET_CGROUP_PARENT:=ferrolet-dev}"
 export FERROLET_RUN_DIR FERROLET_DATA_DIR FERROLET_NETNS FERROLET_POD_CIDR FERROLET_REGISTRY_PORT \
-	FERROLET_CGROUP_PARENT
+	FERROLET_CGROUP_PARENT FERROLET_NODE_SUBNET FERROLET_NODE_LINK
+
+# subnet_host 10.200.0.0/30 2 -> 10.200.0.2
+subnet_host() {
+	local net=${1%/*} n=$2 a b c d
+	IFS=. read -r a b c d <<<"$net"
+	echo "$a.$b.$c.$((d + n))"
+}
+FERROLET_HOST_IP=$(subnet_host "$FERROLET_NODE_SUBNET" 1)
+FERROLET_NODE_IP=$(subnet_host "$FERROLET_NODE_SUBNET" 2)
+export FERROLET_HOST_IP FERROLET_NODE_IP
 
 CONTAINERD_DIR=$FERROLET_RUN_DIR/containerd
 CONTAINERD_ROOT=$FERROLET_DATA_DIR/containerd
@@ -54,6 +69,18 @@ netns_up() {
 		log "created network namespace $FERROLET_NETNS"
 	fi
 	ip -n "$FERROLET_NETNS" link set lo up
+	# A veth to the host: the node reaches the API server on the host side, the host
+	# reaches the node and, through it, the pods (routed, no NAT).
+	if ! ip link show "$FERROLET_NODE_LINK" >/dev/null 2>&1; then
+		ip link add "$FERROLET_NODE_LINK" type veth peer name eth0 netns "$FERROLET_NETNS"
+		ip addr add "$FERROLET_HOST_IP/30" dev "$FERROLET_NODE_LINK"
+		ip link set "$FERROLET_NODE_LINK" up
+		ip -n "$FERROLET_NETNS" addr add "$FERROLET_NODE_IP/30" dev eth0
+		ip -n "$FERROLET_NETNS" link set eth0 up
+		ip -n "$FERROLET_NETNS" route add default via "$FERROLET_HOST_IP"
+		ip netns exec "$FERROLET_NETNS" sysctl -q -w net.ipv4.ip_forward=1
+	fi
+	ip route replace "$FERROLET_POD_CIDR" via "$FERROLET_NODE_IP" dev "$FERROLET_NODE_LINK"
 }
 
 netns_down() {
@@ -67,6 +94,8 @@ netns_down() {
 		sleep 0.2
 	fi
 	ip netns delete "$FERROLET_NETNS"
+	# Deleting the namespace destroys the veth pair and, with it, the pod route.
+	ip link delete "$FERROLET_NODE_LINK" 2>/dev/null || true
 }
 
 # Waits up to $2 seconds for the pid in file $1 to exit; then kills it.
@@ -117,6 +146,7 @@ remove_cgroups() {
 assert_clean() {
 	local leftovers=() parent hierarchy
 	netns_exists && leftovers+=("network namespace $FERROLET_NETNS")
+	ip link show "$FERROLET_NODE_LINK" >/dev/null 2>&1 && leftovers+=("link $FERROLET_NODE_LINK")
 	pgrep -f -- "$CONTAINERD_SOCK" >/dev/null && leftovers+=("processes: $(pgrep -f -- "$CONTAINERD_SOCK" | tr '\n' ' ')")
 	pgrep -f -- "$REGISTRY_DIR/config.yml" >/dev/null && leftovers+=("registry process")
 	if awk -v a="$FERROLET_RUN_DIR" -v b="$FERROLET_DATA_DIR" \
