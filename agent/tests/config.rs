@@ -193,6 +193,22 @@ fn durations_and_report_frequency_follow_the_update_frequency() {
 }
 
 #[test]
+fn empty_strings_are_unset() {
+    let c = load(&format!(
+        "{}staticPodPath: \"\"\nimageServiceEndpoint: \"\"\ntlsCertFile: \"\"\n\
+         cgroupRoot: \"\"\nauthentication:\n  x509:\n    clientCAFile: \"\"\n",
+        header()
+    ))
+    .unwrap()
+    .config;
+    assert_eq!(c.static_pod_path, None);
+    assert_eq!(c.image_service_endpoint, None);
+    assert_eq!(c.tls_cert_file, None);
+    assert_eq!(c.cgroup_root, "/");
+    assert_eq!(c.authentication.x509.client_ca_file, None);
+}
+
+#[test]
 fn json_reads_too() {
     let c = load(
         r#"{"apiVersion":"kubelet.config.k8s.io/v1beta1","kind":"KubeletConfiguration",

@@ -100,9 +100,15 @@ const IGNORED_FIELDS: &[&str] = &[
     "volumeStatsAggPeriod",
 ];
 
-/// Fields whose zero value (`0`, `""`, `"0s"`) the kubelet replaces with its default.
+/// Fields whose zero value (`0`, `""`, `"0s"`) the kubelet replaces with its default, or
+/// reads as "not set".
 const ZERO_MEANS_DEFAULT: &[&str] = &[
     "address",
+    "staticPodPath",
+    "imageServiceEndpoint",
+    "cgroupRoot",
+    "tlsCertFile",
+    "tlsPrivateKeyFile",
     "port",
     "healthzBindAddress",
     "containerRuntimeEndpoint",
@@ -118,8 +124,9 @@ const ZERO_MEANS_DEFAULT: &[&str] = &[
     "containerLogMaxSize",
 ];
 
-/// The same for the nested durations of `authentication` and `authorization`.
+/// The same for fields of `authentication` and `authorization`.
 const NESTED_ZERO_MEANS_DEFAULT: &[(&str, &str, &str)] = &[
+    ("authentication", "x509", "clientCAFile"),
     ("authentication", "webhook", "cacheTTL"),
     ("authorization", "webhook", "cacheAuthorizedTTL"),
     ("authorization", "webhook", "cacheUnauthorizedTTL"),

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::KubeletConfiguration;
 use crate::node::conditions::RuntimeHealth;
-use crate::node::host::HostInfo;
+use crate::node::host::{HostInfo, HostSnapshot};
 use crate::node::registration::{NodeIdentity, default_label_changes, initial_node};
 use crate::node::status::{NodeStatusInputs, compute_node_status, node_status_changed};
 use crate::node::{Backoff, Error, Result, is_conflict, is_not_found};
@@ -117,8 +117,12 @@ impl NodeStatusManager {
         self.config.node_status_update_frequency.get()
     }
 
-    /// Computes the status from fresh readings of the runtime and the host.
-    async fn compute(&mut self, previous: Option<&NodeStatus>) -> Result<NodeStatus> {
+    /// Computes the status from fresh readings of the runtime and the host; returns the host
+    /// reading with it.
+    async fn compute(
+        &mut self,
+        previous: Option<&NodeStatus>,
+    ) -> Result<(NodeStatus, HostSnapshot)> {
         match RuntimeHealth::probe(self.runtime.as_ref()).await {
             Ok(health) => {
                 self.runtime_health = Some(health);
@@ -147,19 +151,17 @@ impl NodeStatusManager {
             kube_reserved: &self.config.kube_reserved,
             system_reserved: &self.config.system_reserved,
         };
-        Ok(compute_node_status(
-            &inputs,
-            previous,
-            jiff::Timestamp::now(),
-        ))
+        let status = compute_node_status(&inputs, previous, jiff::Timestamp::now());
+        Ok((status, host))
     }
 
     /// Creates the Node with its labels, taints and a first status; if it exists already,
     /// adopts it and puts its default labels (hostname, os, arch) in line.
     pub async fn register(&mut self) -> Result<Node> {
         let node_name = self.identity.node_name.clone();
-        let mut node = initial_node(&self.identity, &self.config, &self.host_arch()?);
-        node.status = Some(self.compute(None).await?);
+        let (status, host) = self.compute(None).await?;
+        let mut node = initial_node(&self.identity, &self.config, &host.architecture);
+        node.status = Some(status);
         info!(node = %node_name, "attempting to register node");
         match self.nodes.create(&PostParams::default(), &node).await {
             Ok(created) => {
@@ -199,16 +201,6 @@ impl NodeStatusManager {
         }
     }
 
-    fn host_arch(&self) -> Result<String> {
-        self.host
-            .snapshot()
-            .map(|s| s.architecture)
-            .map_err(|source| Error::HostInfo {
-                node: self.identity.node_name.clone(),
-                source,
-            })
-    }
-
     /// Computes the status against the Node's current one and patches `nodes/<name>/status`
     /// when it changed or `nodeStatusReportFrequency` elapsed since the last report.
     pub async fn sync_status(&mut self) -> Result<SyncOutcome> {
@@ -224,7 +216,7 @@ impl NodeStatusManager {
             }
         };
         let previous = existing.status.unwrap_or_default();
-        let status = self.compute(Some(&previous)).await?;
+        let (status, _) = self.compute(Some(&previous)).await?;
         let report_due = self
             .last_report
             .is_none_or(|at| at.elapsed() >= self.config.node_status_report_frequency.get());
