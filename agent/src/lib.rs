@@ -4,7 +4,10 @@
 //! It speaks only the standard Kubernetes API (through kube-rs) and the CRI, so it works
 //! against ferrolet's control plane and a real kube-apiserver alike, over containerd,
 //! CRI-O or ferrolet's own runtime.
+
+pub mod config;
 pub mod events;
 pub mod images;
+pub mod node;
 pub mod pleg;
 pub mod sources;
