@@ -23,8 +23,8 @@ pub enum QuantityError {
     TooLarge,
 }
 
-/// An exact quantity: `mantissa / 10^scale`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An exact quantity: `mantissa / 10^scale`. Equality is numeric: `1` equals `1000m`.
+#[derive(Debug, Clone, Copy)]
 pub struct Quantity {
     mantissa: i128,
     scale: u32,
@@ -161,6 +161,14 @@ impl Quantity {
         }
     }
 }
+
+impl PartialEq for Quantity {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Quantity {}
 
 impl PartialOrd for Quantity {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
@@ -307,6 +315,8 @@ mod tests {
     #[test]
     fn compares_and_adds_across_scales() {
         assert_eq!(q("1").cmp(&q("1000m")), Ordering::Equal);
+        assert_eq!(q("1Gi"), q("1024Mi"));
+        assert_ne!(q("1Gi"), q("1G"));
         assert_eq!(q("1Gi").cmp(&q("1G")), Ordering::Greater);
         assert!(q("0m").is_zero());
         assert_eq!(q("250m").add(&q("1")).milli_value(), 1250);
