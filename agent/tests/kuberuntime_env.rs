@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::json;
 
-/// ConfigMaps and Secrets of namespace `default`.
+/// The `ConfigMap`s and Secrets of namespace `default`.
 #[derive(Default)]
 struct Objects {
     config_maps: BTreeMap<String, BTreeMap<String, String>>,
@@ -50,7 +50,7 @@ impl EnvSource for Objects {
 }
 
 fn pod_with(container: serde_json::Value) -> Pod {
-    serde_json::from_value(json!({
+    let mut value = json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -62,11 +62,11 @@ fn pod_with(container: serde_json::Value) -> Pod {
         },
         "spec": {
             "nodeName": "node-a",
-            "serviceAccountName": "web-sa",
-            "containers": [container]
+            "serviceAccountName": "web-sa"
         }
-    }))
-    .expect("valid pod")
+    });
+    value["spec"]["containers"] = serde_json::Value::Array(vec![container]);
+    serde_json::from_value(value).expect("valid pod")
 }
 
 fn first_container(pod: &Pod) -> &Container {
@@ -79,10 +79,14 @@ fn ctx(objects: &Objects) -> EnvContext<'_> {
         pod_ips: vec!["fd00:10::5".to_owned(), "10.244.1.5".to_owned()],
         sources: objects,
         service_env: BTreeMap::new(),
-        node_allocatable: [("cpu", "4"), ("memory", "8Gi"), ("ephemeral-storage", "100Gi")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
-            .collect(),
+        node_allocatable: [
+            ("cpu", "4"),
+            ("memory", "8Gi"),
+            ("ephemeral-storage", "100Gi"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Quantity(v.to_owned())))
+        .collect(),
     }
 }
 
@@ -204,7 +208,10 @@ fn missing_config_map_key_names_key_and_object() {
     }));
     let objects = Objects::default().secret("creds", &[("user", b"u")]);
     let err = container_env(&pod, first_container(&pod), &ctx(&objects)).expect_err("must fail");
-    assert_eq!(err.to_string(), "couldn't find key token in Secret default/creds");
+    assert_eq!(
+        err.to_string(),
+        "couldn't find key token in Secret default/creds"
+    );
 
     let err = container_env(&pod, first_container(&pod), &ctx(&Objects::default()))
         .expect_err("must fail");
@@ -236,7 +243,8 @@ fn optional_key_refs_define_nothing_when_missing() {
 
 #[test]
 fn field_refs_resolve_pod_and_node_facts() {
-    let field = |path: &str| json!({"valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}});
+    let field =
+        |path: &str| json!({"valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}});
     let names = [
         ("NAME", "metadata.name"),
         ("NS", "metadata.namespace"),
@@ -272,7 +280,10 @@ fn field_refs_resolve_pod_and_node_facts() {
             ("NOLABEL", ""),
             ("TEAM", "core"),
             ("LABELS", "app=\"web\"\ntier=\"front\""),
-            ("ANNOTATIONS", "note=\"line1\\nline2 \\\"q\\\"\"\nteam=\"core\""),
+            (
+                "ANNOTATIONS",
+                "note=\"line1\\nline2 \\\"q\\\"\"\nteam=\"core\""
+            ),
             ("NODE", "node-a"),
             ("SA", "web-sa"),
             ("HOST_IP", "192.168.1.10"),
@@ -286,14 +297,21 @@ fn field_refs_resolve_pod_and_node_facts() {
 
 #[test]
 fn unsupported_field_paths_are_errors() {
-    for path in ["spec.restartPolicy", "metadata.generateName", "status.phase"] {
+    for path in [
+        "spec.restartPolicy",
+        "metadata.generateName",
+        "status.phase",
+    ] {
         let pod = pod_with(json!({
             "name": "app",
             "env": [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": path}}}]
         }));
-        let err = container_env(&pod, first_container(&pod), &ctx(&Objects::default()))
-            .expect_err(path);
-        assert_eq!(err.to_string(), format!("env X: unsupported fieldPath: {path}"));
+        let err =
+            container_env(&pod, first_container(&pod), &ctx(&Objects::default())).expect_err(path);
+        assert_eq!(
+            err.to_string(),
+            format!("env X: unsupported fieldPath: {path}")
+        );
     }
 }
 
@@ -362,7 +380,10 @@ fn resource_field_refs_can_name_another_container() {
     .expect("pod");
     let app = &pod.spec.as_ref().expect("spec").containers[0];
     let err = container_env(&pod, app, &ctx(&Objects::default())).expect_err("limits.gpu");
-    assert_eq!(err.to_string(), "env BAD: unsupported container resource : limits.gpu");
+    assert_eq!(
+        err.to_string(),
+        "env BAD: unsupported container resource : limits.gpu"
+    );
 
     let mut pod = pod;
     pod.spec.as_mut().expect("spec").containers[0]

@@ -1,4 +1,4 @@
-//! QoS classes, cgroup parents, cgroup resources and OOM scores as the kubelet computes them.
+//! `QoS` classes, cgroup parents, cgroup resources and OOM scores as the kubelet computes them.
 
 use ferrolet_agent::kuberuntime::qos::compute_qos_class;
 use ferrolet_agent::kuberuntime::resources::{oom_score_adj, sandbox_resources};
@@ -13,15 +13,19 @@ const GI: i64 = 1024 * 1024 * 1024;
 const MI: i64 = 1024 * 1024;
 
 fn pod(containers: serde_json::Value) -> Pod {
-    serde_json::from_value(json!({
+    let mut value = json!({
         "metadata": {"name": "p", "namespace": "default", "uid": "0a1b2c3d-0000-1111-2222-333344445555"},
-        "spec": {"containers": containers}
-    }))
-    .expect("valid pod")
+        "spec": {}
+    });
+    value["spec"]["containers"] = containers;
+    serde_json::from_value(value).expect("valid pod")
 }
 
 fn resources(requests: serde_json::Value, limits: serde_json::Value) -> serde_json::Value {
-    json!({"name": "c", "resources": {"requests": requests, "limits": limits}})
+    let mut container = json!({"name": "c", "resources": {}});
+    container["resources"]["requests"] = requests;
+    container["resources"]["limits"] = limits;
+    container
 }
 
 fn guaranteed() -> Pod {
@@ -55,7 +59,10 @@ fn qos_classes_follow_requests_and_limits() {
     assert_eq!(qos_class(&only_storage), QosClass::BestEffort);
     // Every container needs both limits for Guaranteed.
     let partial = pod(json!([
-        resources(json!({"cpu": "1", "memory": "1Gi"}), json!({"cpu": "1", "memory": "1Gi"})),
+        resources(
+            json!({"cpu": "1", "memory": "1Gi"}),
+            json!({"cpu": "1", "memory": "1Gi"})
+        ),
         resources(json!({"cpu": "1"}), json!({"cpu": "1"}))
     ]));
     assert_eq!(qos_class(&partial), QosClass::Burstable);
@@ -67,8 +74,9 @@ fn qos_classes_follow_requests_and_limits() {
     assert_eq!(qos_class(&spelled), QosClass::Guaranteed);
     // Init containers count too.
     let mut with_init = guaranteed();
-    with_init.spec.as_mut().expect("spec").init_containers =
-        Some(vec![serde_json::from_value(json!({"name": "init"})).expect("container")]);
+    with_init.spec.as_mut().expect("spec").init_containers = Some(vec![
+        serde_json::from_value(json!({"name": "init"})).expect("container"),
+    ]);
     assert_eq!(qos_class(&with_init), QosClass::Burstable);
 }
 
@@ -86,8 +94,16 @@ fn cgroup_parents_follow_the_kubelet_layout() {
     let p = best_effort();
     let cases = [
         (QosClass::Guaranteed, "/", format!("/kubepods/pod{uid}")),
-        (QosClass::Burstable, "/", format!("/kubepods/burstable/pod{uid}")),
-        (QosClass::BestEffort, "/", format!("/kubepods/besteffort/pod{uid}")),
+        (
+            QosClass::Burstable,
+            "/",
+            format!("/kubepods/burstable/pod{uid}"),
+        ),
+        (
+            QosClass::BestEffort,
+            "/",
+            format!("/kubepods/besteffort/pod{uid}"),
+        ),
         (
             QosClass::Burstable,
             "/ferrolet/",
@@ -103,9 +119,7 @@ fn cgroup_parents_follow_the_kubelet_layout() {
     let escaped = "0a1b2c3d_0000_1111_2222_333344445555";
     assert_eq!(
         pod_cgroup_parent(&p, "/", QosClass::Burstable, CgroupDriver::Systemd),
-        format!(
-            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{escaped}.slice"
-        )
+        format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{escaped}.slice")
     );
     assert_eq!(
         pod_cgroup_parent(&p, "/", QosClass::Guaranteed, CgroupDriver::Systemd),
@@ -136,7 +150,12 @@ fn cpu_shares_quota_and_memory_limit() {
     let c = &p.spec.as_ref().expect("spec").containers[0];
     let r = linux_container_resources(&p, c, qos_class(&p), &ctx).expect("resources");
     assert_eq!(
-        (r.cpu_shares, r.cpu_quota, r.cpu_period, r.memory_limit_in_bytes),
+        (
+            r.cpu_shares,
+            r.cpu_quota,
+            r.cpu_period,
+            r.memory_limit_in_bytes
+        ),
         (2, 0, 100_000, 0)
     );
 
@@ -178,7 +197,10 @@ fn oom_score_adj_per_qos_class() {
         3,
     );
     // A Burstable pod with only a CPU request scores as requesting no memory.
-    check(&pod(json!([resources(json!({"cpu": "1"}), json!({}))])), 999);
+    check(
+        &pod(json!([resources(json!({"cpu": "1"}), json!({}))])),
+        999,
+    );
 }
 
 #[test]
@@ -204,9 +226,14 @@ fn oom_score_adj_for_node_critical_pods_and_sidecars() {
         }
     }))
     .expect("pod");
-    let proxy = sidecar_pod.spec.as_ref().expect("spec").init_containers.as_ref().expect("init")
-        [0]
-    .clone();
+    let proxy = sidecar_pod
+        .spec
+        .as_ref()
+        .expect("spec")
+        .init_containers
+        .as_ref()
+        .expect("init")[0]
+        .clone();
     let app = sidecar_pod.spec.as_ref().expect("spec").containers[0].clone();
     assert_eq!(
         oom_score_adj(&sidecar_pod, &app, QosClass::Burstable, 4 * GI).expect("app"),
