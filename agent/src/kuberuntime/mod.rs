@@ -13,12 +13,14 @@
 //! | [`sandbox`] | `kuberuntime_sandbox.go`, `kuberuntime_sandbox_linux.go`, `util/util.go` |
 //! | [`dns`] | `network/dns/dns.go` |
 //! | [`hosts`] | `kubelet_pods.go` (`managedHostsFileContent`, `GeneratePodHostNameAndDomain`) |
-//! | [`env`] | `kubelet_pods.go` (`makeEnvironmentVariables`), `fieldpath`, `api/v1/resource` |
+//! | [`env`](mod@env) | `kubelet_pods.go` (`makeEnvironmentVariables`), `fieldpath`, `api/v1/resource` |
 //! | [`expansion`] | `third_party/forked/golang/expansion` |
-//! | [`container`] | `kuberuntime_container.go`, `labels.go`, `helpers.go` |
+//! | [`container`] | `kuberuntime_container.go`, `helpers.go` |
+//! | [`labels`] | `labels.go`, `container/helpers.go` (`HashContainer`) |
 //! | [`resources`] | `kuberuntime_container_linux.go`, `helpers_linux.go`, `qos/policy.go` |
 //! | [`security`] | `security_context.go`, `security_context_others.go`, `pkg/securitycontext` |
 //! | [`qos`] | `apis/core/v1/helper/qos`, `cm/pod_container_manager_linux.go` |
+//! | [`quantity`] | `apimachinery/pkg/api/resource` (parsing and rounding only) |
 
 use std::collections::BTreeMap;
 
@@ -46,8 +48,7 @@ pub use resources::{ResourceContext, linux_container_resources};
 pub use sandbox::{SandboxContext, pod_sandbox_config};
 pub use security::{SecurityContextInputs, linux_security_context, verify_run_as_non_root};
 
-/// The kubelet's default root for container logs (`--pod-logs-dir` is not a flag upstream;
-/// the constant is `podLogsRootDirectory`).
+/// The kubelet's default root for container logs (`KubeletConfiguration.podLogsDirectory`).
 pub const DEFAULT_POD_LOGS_DIR: &str = "/var/log/pods";
 
 /// The kubelet's default root directory (`--root-dir`).
