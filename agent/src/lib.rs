@@ -8,6 +8,7 @@
 pub mod config;
 pub mod events;
 pub mod images;
+pub mod kuberuntime;
 pub mod node;
 pub mod pleg;
 pub mod sources;

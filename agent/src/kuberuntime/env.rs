@@ -1,0 +1,352 @@
+//! A container's environment, as the kubelet's `makeEnvironmentVariables` builds it:
+//! `envFrom` first, then `env` in declaration order (later entries replace earlier ones,
+//! `$(VAR)` references expand against what is defined so far and the service variables),
+//! then the service link variables the container did not define itself.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ferrolet_cri::api::KeyValue;
+use k8s_openapi::api::core::v1::{Container, EnvVarSource, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
+
+use super::downward::{field_ref_value, resource_field_value};
+use super::expansion::expand;
+use super::quantity::QuantityError;
+use super::{Warning, WithWarnings, pod_namespace};
+
+/// Where `ConfigMaps` and Secrets come from (the kubelet's configmap and secret managers). A
+/// `None` answer means the object does not exist.
+pub trait EnvSource {
+    /// The `data` of `ConfigMap` `namespace/name`.
+    fn config_map(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, String>>;
+    /// The `data` of Secret `namespace/name`, decoded.
+    fn secret(&self, namespace: &str, name: &str) -> Option<BTreeMap<String, Vec<u8>>>;
+}
+
+/// Everything a container's environment depends on besides the pod.
+pub struct EnvContext<'a> {
+    /// The node's IPs, primary first (`status.hostIP`, `status.hostIPs`).
+    pub host_ips: Vec<String>,
+    /// The pod's IPs as the sandbox reported them (`status.podIP`, `status.podIPs`).
+    pub pod_ips: Vec<String>,
+    /// `ConfigMaps` and Secrets in the pod's namespace.
+    pub sources: &'a dyn EnvSource,
+    /// Service link variables (`KUBERNETES_SERVICE_HOST`, `<SVC>_SERVICE_PORT`, ...): those of
+    /// the master service always, those of the pod's namespace when `enableServiceLinks`.
+    pub service_env: BTreeMap<String, String>,
+    /// The node's allocatable resources, the default for `resourceFieldRef` limits the
+    /// container does not set.
+    pub node_allocatable: BTreeMap<String, ApiQuantity>,
+}
+
+impl fmt::Debug for EnvContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnvContext")
+            .field("host_ips", &self.host_ips)
+            .field("pod_ips", &self.pod_ips)
+            .field("service_env", &self.service_env)
+            .field("node_allocatable", &self.node_allocatable)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an environment could not be built; the kubelet reports these as
+/// `CreateContainerConfigError` and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    /// A non-optional `ConfigMap` does not exist.
+    #[error("couldn't get configMap {namespace}/{name}: configmap {name:?} not found")]
+    ConfigMapNotFound { namespace: String, name: String },
+    /// A non-optional Secret does not exist.
+    #[error("couldn't get secret {namespace}/{name}: secret {name:?} not found")]
+    SecretNotFound { namespace: String, name: String },
+    /// A non-optional `configMapKeyRef` names a key the `ConfigMap` lacks.
+    #[error("couldn't find key {key} in ConfigMap {namespace}/{name}")]
+    ConfigMapKeyNotFound {
+        key: String,
+        namespace: String,
+        name: String,
+    },
+    /// A non-optional `secretKeyRef` names a key the Secret lacks.
+    #[error("couldn't find key {key} in Secret {namespace}/{name}")]
+    SecretKeyNotFound {
+        key: String,
+        namespace: String,
+        name: String,
+    },
+    /// A Secret value is not UTF-8, so it cannot travel in a CRI string.
+    #[error("value of key {key} in Secret {namespace}/{name} is not valid UTF-8")]
+    SecretValueNotUtf8 {
+        key: String,
+        namespace: String,
+        name: String,
+    },
+    /// A `fieldRef` with an `apiVersion` other than `v1`.
+    #[error("env {env}: unsupported pod version: {version}")]
+    UnsupportedFieldRefVersion { env: String, version: String },
+    /// A `fieldRef` path the downward API does not offer as an env var.
+    #[error("env {env}: unsupported fieldPath: {path}")]
+    UnsupportedFieldPath { env: String, path: String },
+    /// A `metadata.labels['k']`/`metadata.annotations['k']` key that is not a valid key.
+    #[error("env {env}: invalid key subscript in {path}: {reason}")]
+    InvalidFieldSubscript {
+        env: String,
+        path: String,
+        reason: String,
+    },
+    /// `status.hostIP(s)` was asked for but the node's IPs are not known yet.
+    #[error("env {env}: no host IP known for the node ({path})")]
+    HostIpUnknown { env: String, path: String },
+    /// A `resourceFieldRef` resource the downward API does not offer.
+    #[error("env {env}: unsupported container resource : {resource}")]
+    UnsupportedResource { env: String, resource: String },
+    /// A `resourceFieldRef.containerName` that names no container of the pod.
+    #[error("env {env}: container {container} not found")]
+    ContainerNotFound { env: String, container: String },
+    /// A resource quantity (a request, a limit, a divisor) did not parse.
+    #[error("env {env}: invalid quantity {value:?} in {field}: {reason}")]
+    InvalidQuantity {
+        env: String,
+        field: String,
+        value: String,
+        reason: QuantityError,
+    },
+}
+
+/// The environment of `container`, in order: `envFrom` sources (keys optionally prefixed),
+/// `env` entries (a later definition replaces an earlier one where it stood), then service
+/// variables not already defined.
+///
+/// Upstream collects these in a Go map, so its order is unspecified; ferrolet keeps first
+/// definition order so the runtime request is reproducible. `envFrom` keys that cannot be
+/// environment variable names (empty, `=`, non-printable) are skipped with an
+/// `InvalidEnvironmentVariableNames` warning; with the API server's relaxed name validation
+/// (GA in 1.34) no valid `ConfigMap` or Secret key is skipped.
+pub fn container_env(
+    pod: &Pod,
+    container: &Container,
+    ctx: &EnvContext<'_>,
+) -> Result<WithWarnings<Vec<KeyValue>>, EnvError> {
+    let namespace = pod_namespace(pod);
+    let mut env = OrderedEnv::default();
+    let mut warnings = Vec::new();
+    let mut config_maps: BTreeMap<String, Option<BTreeMap<String, String>>> = BTreeMap::new();
+    let mut secrets: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>> = BTreeMap::new();
+
+    for source in container.env_from.iter().flatten() {
+        let prefix = source.prefix.as_deref().unwrap_or_default();
+        let (kind, name, entries) = if let Some(cm_ref) = &source.config_map_ref {
+            let data = config_maps
+                .entry(cm_ref.name.clone())
+                .or_insert_with(|| ctx.sources.config_map(namespace, &cm_ref.name));
+            let Some(data) = data else {
+                if cm_ref.optional.unwrap_or(false) {
+                    continue;
+                }
+                return Err(EnvError::ConfigMapNotFound {
+                    namespace: namespace.to_owned(),
+                    name: cm_ref.name.clone(),
+                });
+            };
+            let entries: Vec<(String, String)> =
+                data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            ("configMap", cm_ref.name.clone(), entries)
+        } else if let Some(secret_ref) = &source.secret_ref {
+            let data = secrets
+                .entry(secret_ref.name.clone())
+                .or_insert_with(|| ctx.sources.secret(namespace, &secret_ref.name));
+            let Some(data) = data else {
+                if secret_ref.optional.unwrap_or(false) {
+                    continue;
+                }
+                return Err(EnvError::SecretNotFound {
+                    namespace: namespace.to_owned(),
+                    name: secret_ref.name.clone(),
+                });
+            };
+            let mut entries = Vec::with_capacity(data.len());
+            for (key, value) in data.iter() {
+                entries.push((
+                    key.clone(),
+                    secret_string(namespace, &secret_ref.name, key, value)?,
+                ));
+            }
+            ("secret", secret_ref.name.clone(), entries)
+        } else {
+            continue;
+        };
+        let mut invalid = Vec::new();
+        for (key, value) in entries {
+            let key = format!("{prefix}{key}");
+            if is_env_var_name(&key) {
+                env.set(key, value);
+            } else {
+                invalid.push(key);
+            }
+        }
+        if !invalid.is_empty() {
+            invalid.sort();
+            warnings.push(Warning {
+                reason: "InvalidEnvironmentVariableNames",
+                message: format!(
+                    "Keys [{}] from the EnvFrom {kind} {namespace}/{name} were skipped since they \
+                     are considered invalid environment variable names.",
+                    invalid.join(", ")
+                ),
+            });
+        }
+    }
+
+    for var in container.env.iter().flatten() {
+        let literal = var.value.as_deref().unwrap_or_default();
+        let value = if !literal.is_empty() {
+            expand(literal, |name| {
+                env.get(name)
+                    .or_else(|| ctx.service_env.get(name).map(String::as_str))
+            })
+        } else if let Some(from) = &var.value_from {
+            let resolved = resolve_value_from(
+                pod,
+                container,
+                &var.name,
+                from,
+                ctx,
+                &mut config_maps,
+                &mut secrets,
+            )?;
+            match resolved {
+                Some(value) => value,
+                // An optional reference to something missing defines nothing.
+                None => continue,
+            }
+        } else {
+            String::new()
+        };
+        env.set(var.name.clone(), value);
+    }
+
+    for (name, value) in &ctx.service_env {
+        if env.get(name).is_none() {
+            env.set(name.clone(), value.clone());
+        }
+    }
+    Ok(WithWarnings {
+        value: env.into_key_values(),
+        warnings,
+    })
+}
+
+/// Resolves `valueFrom`; `Ok(None)` when an optional source or key is missing.
+fn resolve_value_from(
+    pod: &Pod,
+    container: &Container,
+    env_name: &str,
+    from: &EnvVarSource,
+    ctx: &EnvContext<'_>,
+    config_maps: &mut BTreeMap<String, Option<BTreeMap<String, String>>>,
+    secrets: &mut BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
+) -> Result<Option<String>, EnvError> {
+    let namespace = pod_namespace(pod);
+    if let Some(field) = &from.field_ref {
+        return field_ref_value(pod, env_name, field, ctx).map(Some);
+    }
+    if let Some(resource) = &from.resource_field_ref {
+        return resource_field_value(pod, container, env_name, resource, ctx).map(Some);
+    }
+    if let Some(selector) = &from.config_map_key_ref {
+        let optional = selector.optional.unwrap_or(false);
+        let data = config_maps
+            .entry(selector.name.clone())
+            .or_insert_with(|| ctx.sources.config_map(namespace, &selector.name));
+        let Some(data) = data else {
+            if optional {
+                return Ok(None);
+            }
+            return Err(EnvError::ConfigMapNotFound {
+                namespace: namespace.to_owned(),
+                name: selector.name.clone(),
+            });
+        };
+        return match data.get(&selector.key) {
+            Some(value) => Ok(Some(value.clone())),
+            None if optional => Ok(None),
+            None => Err(EnvError::ConfigMapKeyNotFound {
+                key: selector.key.clone(),
+                namespace: namespace.to_owned(),
+                name: selector.name.clone(),
+            }),
+        };
+    }
+    if let Some(selector) = &from.secret_key_ref {
+        let optional = selector.optional.unwrap_or(false);
+        let data = secrets
+            .entry(selector.name.clone())
+            .or_insert_with(|| ctx.sources.secret(namespace, &selector.name));
+        let Some(data) = data else {
+            if optional {
+                return Ok(None);
+            }
+            return Err(EnvError::SecretNotFound {
+                namespace: namespace.to_owned(),
+                name: selector.name.clone(),
+            });
+        };
+        return match data.get(&selector.key) {
+            Some(value) => secret_string(namespace, &selector.name, &selector.key, value).map(Some),
+            None if optional => Ok(None),
+            None => Err(EnvError::SecretKeyNotFound {
+                key: selector.key.clone(),
+                namespace: namespace.to_owned(),
+                name: selector.name.clone(),
+            }),
+        };
+    }
+    Ok(Some(String::new()))
+}
+
+fn secret_string(namespace: &str, name: &str, key: &str, value: &[u8]) -> Result<String, EnvError> {
+    String::from_utf8(value.to_vec()).map_err(|_| EnvError::SecretValueNotUtf8 {
+        key: key.to_owned(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    })
+}
+
+/// Environment variable names as the API server's relaxed validation admits them: printable
+/// ASCII without `=`.
+fn is_env_var_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'=')
+}
+
+/// Variables in first-definition order with in-place replacement.
+#[derive(Default)]
+struct OrderedEnv {
+    order: Vec<(String, String)>,
+    index: BTreeMap<String, usize>,
+}
+
+impl OrderedEnv {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.index.get(name).map(|&i| self.order[i].1.as_str())
+    }
+
+    fn set(&mut self, name: String, value: String) {
+        if let Some(&i) = self.index.get(&name) {
+            self.order[i].1 = value;
+        } else {
+            self.index.insert(name.clone(), self.order.len());
+            self.order.push((name, value));
+        }
+    }
+
+    fn into_key_values(self) -> Vec<KeyValue> {
+        self.order
+            .into_iter()
+            .map(|(key, value)| KeyValue { key, value })
+            .collect()
+    }
+}
