@@ -4,3 +4,5 @@
 //! It speaks only the standard Kubernetes API (through kube-rs) and the CRI, so it works
 //! against ferrolet's control plane and a real kube-apiserver alike, over containerd,
 //! CRI-O or ferrolet's own runtime.
+
+pub mod status;
