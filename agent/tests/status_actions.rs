@@ -33,11 +33,17 @@ fn fresh_pod_creates_the_sandbox_then_the_first_init_container() {
     );
     let a = actions(&p, &PodRuntimeStatus::default());
     assert!(a.create_sandbox);
-    assert!(a.kill_pod, "nothing to kill, but upstream sets KillPod with CreateSandbox");
+    assert!(
+        a.kill_pod,
+        "nothing to kill, but upstream sets KillPod with CreateSandbox"
+    );
     assert_eq!(a.attempt, 0);
     assert_eq!(a.sandbox_id, None);
     assert_eq!(names(&a.init_containers_to_start), ["setup"]);
-    assert_eq!(a.next_init_container().map(|s| s.reason), Some(StartReason::NotStarted));
+    assert_eq!(
+        a.next_init_container().map(|s| s.reason),
+        Some(StartReason::NotStarted)
+    );
     assert!(a.containers_to_start.is_empty());
 }
 
@@ -48,7 +54,10 @@ fn fresh_pod_without_init_containers_starts_every_container() {
     assert!(a.create_sandbox);
     assert_eq!(names(&a.containers_to_start), ["app", "log"]);
     assert_eq!(
-        a.containers_to_start.iter().map(|s| s.index).collect::<Vec<_>>(),
+        a.containers_to_start
+            .iter()
+            .map(|s| s.index)
+            .collect::<Vec<_>>(),
         [0, 1]
     );
 }
@@ -83,11 +92,18 @@ fn finished_init_starts_all_app_containers() {
         vec![container("setup"), container("migrate")],
         vec![container("app"), container("log")],
     );
-    let rt = runtime(vec![exited("setup", 0, 0, 1, 2), exited("migrate", 0, 0, 3, 4)]);
+    let rt = runtime(vec![
+        exited("setup", 0, 0, 1, 2),
+        exited("migrate", 0, 0, 3, 4),
+    ]);
     let a = actions(&p, &rt);
     assert!(a.init_containers_to_start.is_empty());
     assert_eq!(names(&a.containers_to_start), ["app", "log"]);
-    assert!(a.containers_to_start.iter().all(|s| s.reason == StartReason::NotStarted));
+    assert!(
+        a.containers_to_start
+            .iter()
+            .all(|s| s.reason == StartReason::NotStarted)
+    );
     assert!(!a.kill_pod && !a.create_sandbox);
 }
 
@@ -102,7 +118,11 @@ fn failed_init_container_under_never_fails_the_pod() {
 
 #[test]
 fn failed_init_container_under_on_failure_is_restarted_after_backoff() {
-    let p = pod("OnFailure", vec![container("setup")], vec![container("app")]);
+    let p = pod(
+        "OnFailure",
+        vec![container("setup")],
+        vec![container("app")],
+    );
     let rt = runtime(vec![exited("setup", 0, 1, 1, 2)]);
     let mut backoff = ContainerBackoff::new();
     backoff.next_delay(ContainerKey::new("uid-1", "setup"), at(1), at(1));
@@ -158,10 +178,13 @@ fn on_failure_restarts_only_failed_containers() {
 fn running_containers_are_kept() {
     let p = pod("Always", vec![], vec![container("app")]);
     let a = actions(&p, &runtime(vec![running("app", 0, 1)]));
-    assert_eq!(a, PodActions {
-        sandbox_id: Some("sb-1".to_owned()),
-        ..PodActions::default()
-    });
+    assert_eq!(
+        a,
+        PodActions {
+            sandbox_id: Some("sb-1".to_owned()),
+            ..PodActions::default()
+        }
+    );
 }
 
 #[test]
@@ -176,7 +199,10 @@ fn dead_sandbox_recreates_everything() {
     assert_eq!(a.attempt, 1);
     assert_eq!(a.sandbox_id.as_deref(), Some("sb-1"));
     assert_eq!(names(&a.init_containers_to_start), ["setup"]);
-    assert_eq!(a.init_containers_to_start[0].reason, StartReason::SandboxChanged);
+    assert_eq!(
+        a.init_containers_to_start[0].reason,
+        StartReason::SandboxChanged
+    );
     assert!(a.containers_to_start.is_empty());
 
     let no_init = pod("Always", vec![], vec![container("app"), container("log")]);
@@ -250,7 +276,10 @@ fn changed_spec_kills_and_restarts_the_container() {
     let kill = &a.containers_to_kill[0];
     assert_eq!(kill.container_id, "app-0");
     assert_eq!(kill.reason, KillReason::SpecChanged);
-    assert_eq!(kill.message, "Container app definition changed, will be restarted");
+    assert_eq!(
+        kill.message,
+        "Container app definition changed, will be restarted"
+    );
     assert_eq!(names(&a.containers_to_start), ["app"]);
     assert_eq!(a.containers_to_start[0].reason, StartReason::SpecChanged);
 
@@ -274,11 +303,17 @@ fn liveness_failure_kills_and_restarts_per_policy() {
         a.containers_to_kill[0].message,
         "Container app failed liveness probe, will be restarted"
     );
-    assert_eq!(a.containers_to_start[0].reason, StartReason::LivenessProbeFailed);
+    assert_eq!(
+        a.containers_to_start[0].reason,
+        StartReason::LivenessProbeFailed
+    );
 
     let never = pod("Never", vec![], vec![container("app")]);
     let a = compute_pod_actions_with_probes(&never, &rt, &probes, &ContainerBackoff::new(), at(9));
-    assert_eq!(a.containers_to_kill[0].message, "Container app failed liveness probe");
+    assert_eq!(
+        a.containers_to_kill[0].message,
+        "Container app failed liveness probe"
+    );
     assert!(a.containers_to_start.is_empty());
     assert!(a.kill_pod, "nothing kept and nothing to start");
 }
@@ -348,7 +383,10 @@ fn sidecar_with_startup_probe_gates_the_next_init_container() {
     let rt = runtime(vec![running("proxy", 0, 1)]);
     let backoff = ContainerBackoff::new();
     let a = compute_pod_actions_with_probes(&p, &rt, &ProbeResults::default(), &backoff, at(5));
-    assert!(a.init_containers_to_start.is_empty(), "startup probe has not run");
+    assert!(
+        a.init_containers_to_start.is_empty(),
+        "startup probe has not run"
+    );
 
     let passed = ProbeResults {
         startup: [("proxy-0".to_owned(), true)].into(),

@@ -9,11 +9,11 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Probe};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// Seconds after a fixed epoch.
-pub fn at(seconds: i64) -> Timestamp {
+pub(crate) fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_700_000_000 + seconds).expect("valid timestamp")
 }
 
-pub fn container(name: &str) -> Container {
+pub(crate) fn container(name: &str) -> Container {
     Container {
         name: name.to_owned(),
         image: Some(format!("registry.local/{name}:1")),
@@ -21,25 +21,25 @@ pub fn container(name: &str) -> Container {
     }
 }
 
-pub fn sidecar(name: &str) -> Container {
+pub(crate) fn sidecar(name: &str) -> Container {
     Container {
         restart_policy: Some("Always".to_owned()),
         ..container(name)
     }
 }
 
-pub fn with_readiness_probe(mut c: Container) -> Container {
+pub(crate) fn with_readiness_probe(mut c: Container) -> Container {
     c.readiness_probe = Some(Probe::default());
     c
 }
 
-pub fn with_startup_probe(mut c: Container) -> Container {
+pub(crate) fn with_startup_probe(mut c: Container) -> Container {
     c.startup_probe = Some(Probe::default());
     c
 }
 
 /// A pod `web` in `default` with UID `uid-1`.
-pub fn pod(policy: &str, init: Vec<Container>, containers: Vec<Container>) -> Pod {
+pub(crate) fn pod(policy: &str, init: Vec<Container>, containers: Vec<Container>) -> Pod {
     Pod {
         metadata: ObjectMeta {
             name: Some("web".to_owned()),
@@ -57,7 +57,7 @@ pub fn pod(policy: &str, init: Vec<Container>, containers: Vec<Container>) -> Po
     }
 }
 
-pub fn sandbox(id: &str, attempt: u32, ready: bool, created: i64) -> SandboxStatus {
+pub(crate) fn sandbox(id: &str, attempt: u32, ready: bool, created: i64) -> SandboxStatus {
     SandboxStatus {
         id: id.to_owned(),
         state: if ready {
@@ -72,7 +72,12 @@ pub fn sandbox(id: &str, attempt: u32, ready: bool, created: i64) -> SandboxStat
     }
 }
 
-fn instance(name: &str, attempt: u32, state: RuntimeContainerState, created: i64) -> RuntimeContainer {
+fn instance(
+    name: &str,
+    attempt: u32,
+    state: RuntimeContainerState,
+    created: i64,
+) -> RuntimeContainer {
     RuntimeContainer {
         id: format!("{name}-{attempt}"),
         name: name.to_owned(),
@@ -92,7 +97,7 @@ fn instance(name: &str, attempt: u32, state: RuntimeContainerState, created: i64
 }
 
 /// Instance `attempt` of `name`, ID `<name>-<attempt>`, running since `started`.
-pub fn running(name: &str, attempt: u32, started: i64) -> RuntimeContainer {
+pub(crate) fn running(name: &str, attempt: u32, started: i64) -> RuntimeContainer {
     RuntimeContainer {
         started_at: Some(at(started)),
         ..instance(name, attempt, RuntimeContainerState::Running, started)
@@ -100,7 +105,13 @@ pub fn running(name: &str, attempt: u32, started: i64) -> RuntimeContainer {
 }
 
 /// Instance `attempt` of `name` that ran from `started` to `finished` and exited with `code`.
-pub fn exited(name: &str, attempt: u32, code: i32, started: i64, finished: i64) -> RuntimeContainer {
+pub(crate) fn exited(
+    name: &str,
+    attempt: u32,
+    code: i32,
+    started: i64,
+    finished: i64,
+) -> RuntimeContainer {
     RuntimeContainer {
         started_at: Some(at(started)),
         finished_at: Some(at(finished)),
@@ -110,16 +121,16 @@ pub fn exited(name: &str, attempt: u32, code: i32, started: i64, finished: i64) 
     }
 }
 
-pub fn created(name: &str, attempt: u32, at_seconds: i64) -> RuntimeContainer {
+pub(crate) fn created(name: &str, attempt: u32, at_seconds: i64) -> RuntimeContainer {
     instance(name, attempt, RuntimeContainerState::Created, at_seconds)
 }
 
-pub fn unknown(name: &str, attempt: u32, at_seconds: i64) -> RuntimeContainer {
+pub(crate) fn unknown(name: &str, attempt: u32, at_seconds: i64) -> RuntimeContainer {
     instance(name, attempt, RuntimeContainerState::Unknown, at_seconds)
 }
 
 /// One ready sandbox `sb-1` with the given containers.
-pub fn runtime(containers: Vec<RuntimeContainer>) -> PodRuntimeStatus {
+pub(crate) fn runtime(containers: Vec<RuntimeContainer>) -> PodRuntimeStatus {
     PodRuntimeStatus {
         sandboxes: vec![sandbox("sb-1", 0, true, 0)],
         containers,

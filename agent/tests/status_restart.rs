@@ -134,7 +134,11 @@ fn backoff_resets_after_the_container_ran_for_ten_minutes() {
 
     // It ran 9 minutes: still in back-off, and the next delay stays at the cap.
     let finished = restarted + 9 * 60;
-    assert!(backoff.in_backoff(&key, at(finished), at(finished)).is_some());
+    assert!(
+        backoff
+            .in_backoff(&key, at(finished), at(finished))
+            .is_some()
+    );
 
     // It ran 10 minutes and 1 second: no back-off, and it starts over at 10 s.
     let finished = restarted + 10 * 60 + 1;
@@ -160,9 +164,18 @@ fn gc_forgets_quiet_containers() {
 fn crash_loop_message_uses_go_duration_format() {
     let p = pod("Always", vec![], vec![container("app")]);
     let cases = [
-        (20, "back-off 20s restarting failed container=app pod=web_default(uid-1)"),
-        (80, "back-off 1m20s restarting failed container=app pod=web_default(uid-1)"),
-        (300, "back-off 5m0s restarting failed container=app pod=web_default(uid-1)"),
+        (
+            20,
+            "back-off 20s restarting failed container=app pod=web_default(uid-1)",
+        ),
+        (
+            80,
+            "back-off 1m20s restarting failed container=app pod=web_default(uid-1)",
+        ),
+        (
+            300,
+            "back-off 5m0s restarting failed container=app pod=web_default(uid-1)",
+        ),
     ];
     for (seconds, message) in cases {
         let reason = crash_loop_back_off(&p, "app", Duration::from_secs(seconds));
@@ -178,7 +191,7 @@ fn go_duration_matches_go() {
         (Duration::ZERO, "0s"),
         (Duration::from_secs(10), "10s"),
         (Duration::from_secs(160), "2m40s"),
-        (Duration::from_secs(3600), "1h0m0s"),
+        (Duration::from_hours(1), "1h0m0s"),
         (Duration::from_millis(1500), "1.5s"),
         (Duration::from_millis(250), "250ms"),
     ];
