@@ -19,6 +19,7 @@
 //! | [`containers`] | `kubelet_pods.go` `convertToAPIContainerStatuses`, `prober_manager.go` `UpdatePodStatus` |
 //! | [`pod`] | `kubelet_pods.go` `generateAPIPodStatus`, `status_manager.go` `updateStatusInternal` |
 //! | [`patch`] | `pkg/util/pod` `PatchPodStatus`, `strategicpatch.CreateTwoWayMergePatch` |
+//! | [`termination`] | `kuberuntime_container.go` `getTerminationMessage` |
 //! | [`qos`] | `apis/core/v1/helper/qos` `ComputePodQOS` |
 
 pub mod actions;
@@ -32,6 +33,7 @@ pub mod pod;
 pub mod qos;
 pub mod restart;
 pub mod runtime;
+pub mod termination;
 pub mod time;
 
 pub use actions::{
