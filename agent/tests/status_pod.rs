@@ -631,3 +631,55 @@ fn sandbox_recreation_is_not_ready_to_start_containers() {
     assert_eq!(cond(&s, "PodReadyToStartContainers").0, "False");
     assert_eq!(s.phase.as_deref(), Some("Running"));
 }
+
+#[test]
+fn terminated_pod_marks_unobserved_containers_unknown_and_fails() {
+    use ferrolet_agent::status::terminate_pod_status;
+
+    let mut p = pod("Always", vec![], vec![container("app"), container("log")]);
+    let running_status = pod_status(
+        &p,
+        &runtime(vec![running("app", 0, 1), exited("log", 0, 0, 1, 2)]),
+        &ctx(),
+    );
+    p.status = Some(running_status.clone());
+    let done = terminate_pod_status(&p, &running_status);
+    assert_eq!(done.phase.as_deref(), Some("Failed"));
+    let app_done = terminated(&app(&done, "app"));
+    assert_eq!(
+        (app_done.exit_code, app_done.reason.as_deref()),
+        (137, Some("ContainerStatusUnknown"))
+    );
+    assert_eq!(
+        terminated(&app(&done, "log")).reason.as_deref(),
+        Some("Completed"),
+        "observed terminations are kept"
+    );
+
+    // Never initialized: app containers stay waiting; only init containers that started, or
+    // the first one, are marked.
+    let mut init = pod(
+        "Always",
+        vec![container("setup"), container("migrate")],
+        vec![container("app")],
+    );
+    let pending = pod_status(&init, &runtime(vec![]), &ctx());
+    init.status = Some(pending.clone());
+    let done = terminate_pod_status(&init, &pending);
+    assert_eq!(
+        terminated(&app(&done, "setup")).reason.as_deref(),
+        Some("ContainerStatusUnknown")
+    );
+    assert!(state(&app(&done, "migrate")).waiting.is_some());
+    assert!(state(&app(&done, "app")).waiting.is_some());
+
+    // A terminal phase stays.
+    let succeeded = PodStatus {
+        phase: Some("Succeeded".to_owned()),
+        ..PodStatus::default()
+    };
+    assert_eq!(
+        terminate_pod_status(&init, &succeeded).phase.as_deref(),
+        Some("Succeeded")
+    );
+}

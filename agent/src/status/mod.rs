@@ -43,7 +43,7 @@ pub use actions::{
 pub use backoff::{Backoff, ContainerBackoff, ContainerKey, ImageKey, ImagePullBackoff};
 pub use patch::status_patch;
 pub use phase::PodPhase;
-pub use pod::{StatusContext, WaitingReason, pod_status};
+pub use pod::{StatusContext, WaitingReason, pod_status, terminate_pod_status};
 pub use restart::{RestartPolicy, should_restart};
 pub use runtime::{
     PodRuntimeStatus, RuntimeContainer, RuntimeContainerState, SandboxState, SandboxStatus,

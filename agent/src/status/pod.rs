@@ -9,12 +9,13 @@ use std::net::IpAddr;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    ContainerStateTerminated, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    ContainerState, ContainerStateTerminated, ContainerStatus, HostIP, Pod, PodCondition, PodIP,
+    PodStatus,
 };
 
 use super::actions::{is_host_network, spec_containers};
 use super::conditions::{self, DISRUPTION_TARGET, is_kubelet_owned};
-use super::containers::{ContainerList, container_statuses};
+use super::containers::{CONTAINER_STATUS_UNKNOWN, ContainerList, container_statuses};
 use super::phase::{PodPhase, get_phase};
 use super::qos::compute_qos_class;
 use super::restart::RestartPolicy;
@@ -242,6 +243,88 @@ fn generate_conditions(
     conditions.push(conditions::containers_ready(pod, all, phase));
     conditions.push(conditions::scheduled());
     conditions
+}
+
+/// The status to report once the pod worker has stopped every container of the pod (upstream
+/// `status_manager.go` `TerminatePod`): any container status that is not terminated becomes
+/// terminated with `ContainerStatusUnknown` (exit 137), because its real end was not observed
+/// and must not read as success; app containers only once the pod had initialized, init
+/// containers only up to the last one that started. A non-terminal phase becomes `Failed`.
+#[must_use]
+pub fn terminate_pod_status(pod: &Pod, status: &PodStatus) -> PodStatus {
+    let mut status = status.clone();
+    let unknown = || {
+        Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 137,
+                reason: Some(CONTAINER_STATUS_UNKNOWN.to_owned()),
+                message: Some(
+                    "The container could not be located when the pod was terminated".to_owned(),
+                ),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        })
+    };
+    if has_pod_initialized(pod) {
+        for c in status.container_statuses.iter_mut().flatten() {
+            if terminated(c).is_none() {
+                c.state = unknown();
+            }
+        }
+    }
+    if let Some(inits) = status.init_container_statuses.as_mut() {
+        // All but the trailing init containers that never attempted to start.
+        let attempted = inits
+            .iter()
+            .rposition(|c| !is_waiting(c) || last_terminated(c).is_some())
+            .map_or(inits.len().min(1), |last| last + 1);
+        for c in inits.iter_mut().take(attempted) {
+            if terminated(c).is_none() {
+                c.state = unknown();
+            }
+        }
+    }
+    let phase = status.phase.as_deref().and_then(PodPhase::parse);
+    if !phase.is_some_and(PodPhase::is_terminal) {
+        status.phase = Some(PodPhase::Failed.as_str().to_owned());
+    }
+    status
+}
+
+/// Evidence in the API status that the pod got past its init containers.
+fn has_pod_initialized(pod: &Pod) -> bool {
+    let (_, inits) = spec_containers(pod);
+    if inits.is_empty() {
+        return true;
+    }
+    let api = pod.status.clone().unwrap_or_default();
+    if api
+        .container_statuses
+        .iter()
+        .flatten()
+        .any(|c| last_terminated(c).is_some() || !is_waiting(c))
+    {
+        return true;
+    }
+    api.init_container_statuses
+        .as_deref()
+        .and_then(<[ContainerStatus]>::last)
+        .is_some_and(|c| {
+            last_terminated(c).is_some_and(|t| t.exit_code == 0)
+                || terminated(c).is_some_and(|t| t.exit_code == 0)
+        })
+}
+
+fn is_waiting(status: &ContainerStatus) -> bool {
+    status.state.as_ref().is_some_and(|s| s.waiting.is_some())
+}
+
+fn last_terminated(status: &ContainerStatus) -> Option<&ContainerStateTerminated> {
+    status
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
 }
 
 /// `podIP(s)` from the newest ready sandbox (kept from the previous status once the sandbox is
