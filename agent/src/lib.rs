@@ -12,3 +12,4 @@ pub mod kuberuntime;
 pub mod node;
 pub mod pleg;
 pub mod sources;
+pub mod status;
