@@ -8,3 +8,4 @@ pub mod events;
 pub mod images;
 pub mod pleg;
 pub mod sources;
+pub mod volumes;
