@@ -235,4 +235,7 @@ pub enum TearDownError {
     /// Reading the mount table failed.
     #[error("read mount table: {0}")]
     MountTable(#[source] io::Error),
+    /// The blocking teardown task could not finish.
+    #[error("teardown task failed: {0}")]
+    Task(String),
 }

@@ -436,9 +436,7 @@ impl VolumeManager {
         })
         .await
         .unwrap_or_else(|err| {
-            Err(super::error::TearDownError::MountTable(
-                std::io::Error::other(err.to_string()),
-            ))
+            Err(super::error::TearDownError::Task(err.to_string()))
         });
         result.map_err(|source| VolumeError::TearDown {
             pod_uid: uid.to_owned(),

@@ -114,9 +114,7 @@ impl VolumeManager {
                 tokio::task::spawn_blocking(move || tear_down_dir(mounter.as_ref(), &pod_dir))
                     .await
                     .unwrap_or_else(|err| {
-                        Err(TearDownError::MountTable(std::io::Error::other(
-                            err.to_string(),
-                        )))
+                        Err(TearDownError::Task(err.to_string()))
                     });
             match result {
                 Ok(()) => {
