@@ -56,12 +56,18 @@ fn readers_see_either_the_old_or_the_new_set() {
             let mut seen = 0;
             while !stop.load(Ordering::SeqCst) {
                 if let Some(values) = read_snapshot(&path) {
-                    assert!(values.iter().all(|v| *v == values[0]), "mixed set: {values:?}");
+                    assert!(
+                        values.iter().all(|v| *v == values[0]),
+                        "mixed set: {values:?}"
+                    );
                     seen += 1;
                 }
                 // Through the user-visible links, each file is whole.
                 if let Ok(value) = std::fs::read_to_string(path.join("key3")) {
-                    assert!(value.starts_with('v') && value.len() > 1, "torn file {value:?}");
+                    assert!(
+                        value.starts_with('v') && value.len() > 1,
+                        "torn file {value:?}"
+                    );
                 }
             }
             seen
@@ -73,7 +79,10 @@ fn readers_see_either_the_old_or_the_new_set() {
     stop.store(true, Ordering::SeqCst);
     let seen = reader.join().unwrap();
     assert!(seen > 0, "the reader saw no complete set");
-    assert_eq!(std::fs::read_to_string(dir.path().join("key0")).unwrap(), "v299");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("key0")).unwrap(),
+        "v299"
+    );
 }
 
 #[test]
@@ -82,8 +91,14 @@ fn data_link_swaps_and_old_directories_go() {
     let writer = AtomicWriter::new(dir.path());
     assert!(writer.write(&payload(1), None).unwrap());
     let first = std::fs::read_link(dir.path().join("..data")).unwrap();
-    assert!(!writer.write(&payload(1), None).unwrap(), "unchanged: no swap");
-    assert_eq!(std::fs::read_link(dir.path().join("..data")).unwrap(), first);
+    assert!(
+        !writer.write(&payload(1), None).unwrap(),
+        "unchanged: no swap"
+    );
+    assert_eq!(
+        std::fs::read_link(dir.path().join("..data")).unwrap(),
+        first
+    );
     // A leftover of an interrupted write is removed with the old directory.
     std::fs::create_dir(dir.path().join("..2001_01_01_00_00_00.000000001")).unwrap();
     assert!(writer.write(&payload(2), None).unwrap());
@@ -94,7 +109,11 @@ fn data_link_swaps_and_old_directories_go() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".."))
         .collect();
-    assert_eq!(hidden.len(), 2, "only ..data and the current directory: {hidden:?}");
+    assert_eq!(
+        hidden.len(),
+        2,
+        "only ..data and the current directory: {hidden:?}"
+    );
     assert!(!dir.path().join("..data_tmp").exists());
 }
 

@@ -3,8 +3,8 @@
 
 mod volumes_support;
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use ferrolet_agent::volumes::{InMemoryVolumeSources, ServiceAccountTokenRequest};
 use serde_json::json;
@@ -33,7 +33,9 @@ async fn projected_volume_merges_sources_and_requests_bound_tokens() {
     pod.spec.as_mut().unwrap().service_account_name = Some("builder".into());
     let volumes = vm.mount_pod(&pod).await.unwrap();
 
-    let dir = root.agent_root().join("pods/uid-proj/volumes/kubernetes.io~projected/kube-api-access-x");
+    let dir = root
+        .agent_root()
+        .join("pods/uid-proj/volumes/kubernetes.io~projected/kube-api-access-x");
     assert_eq!(volumes.get("kube-api-access-x").unwrap().path, dir);
     assert!(volumes.get("kube-api-access-x").unwrap().read_only);
     assert_eq!(mount_at(&dir).expect("projected tmpfs").fs_type, "tmpfs");
@@ -71,27 +73,42 @@ async fn tokens_are_refreshed_after_eighty_percent_of_their_lifetime() {
     // Moves the manager's clock and the API server's (which issues tokens) together.
     let advance = |seconds: i64| {
         offset.store(seconds, Ordering::SeqCst);
-        sources.set_issued_at(start.checked_add(jiff::SignedDuration::from_secs(seconds)).unwrap());
+        sources.set_issued_at(
+            start
+                .checked_add(jiff::SignedDuration::from_secs(seconds))
+                .unwrap(),
+        );
     };
     let vm = manager(&root, sources.clone()).with_clock(Arc::new(move || {
         start
-            .checked_add(jiff::SignedDuration::from_secs(clock_offset.load(Ordering::SeqCst)))
+            .checked_add(jiff::SignedDuration::from_secs(
+                clock_offset.load(Ordering::SeqCst),
+            ))
             .unwrap()
     }));
     let pod = pod(
         "uid-tok",
-        vec![volume("t", json!({"projected": {"sources": [
-            {"serviceAccountToken": {"expirationSeconds": 1000, "path": "token"}}
-        ]}}))],
+        vec![volume(
+            "t",
+            json!({"projected": {"sources": [
+                {"serviceAccountToken": {"expirationSeconds": 1000, "path": "token"}}
+            ]}}),
+        )],
     );
     vm.mount_pod(&pod).await.unwrap();
-    let dir = root.agent_root().join("pods/uid-tok/volumes/kubernetes.io~projected/t");
+    let dir = root
+        .agent_root()
+        .join("pods/uid-tok/volumes/kubernetes.io~projected/t");
     assert_eq!(read(&dir.join("token")), "token-1");
     let first = data_target(&dir);
 
     advance(799);
     assert!(vm.refresh(&pod).await.unwrap().is_empty());
-    assert_eq!(sources.token_requests().len(), 1, "not refreshed before 80%");
+    assert_eq!(
+        sources.token_requests().len(),
+        1,
+        "not refreshed before 80%"
+    );
     assert_eq!(data_target(&dir), first, "no swap when unchanged");
 
     advance(800);
@@ -106,8 +123,15 @@ async fn tokens_are_refreshed_after_eighty_percent_of_their_lifetime() {
     assert_eq!(read(&dir.join("token")), "token-2");
     advance(1900);
     let err = vm.refresh(&pod).await.unwrap_err().to_string();
-    assert_eq!(err, "MountVolume.SetUp failed for volume \"t\" : connection refused");
-    assert_eq!(read(&dir.join("token")), "token-2", "failed refresh keeps the old contents");
+    assert_eq!(
+        err,
+        "MountVolume.SetUp failed for volume \"t\" : connection refused"
+    );
+    assert_eq!(
+        read(&dir.join("token")),
+        "token-2",
+        "failed refresh keeps the old contents"
+    );
     vm.unmount_pod("uid-tok").await.unwrap();
 }
 
@@ -118,14 +142,19 @@ async fn token_is_0640_and_group_owned_with_fs_group() {
     let vm = manager(&root, sources);
     let mut pod = pod(
         "uid-tokfsg",
-        vec![volume("t", json!({"projected": {"sources": [
-            {"serviceAccountToken": {"path": "token"}}
-        ]}}))],
+        vec![volume(
+            "t",
+            json!({"projected": {"sources": [
+                {"serviceAccountToken": {"path": "token"}}
+            ]}}),
+        )],
     );
     pod.spec.as_mut().unwrap().security_context =
         Some(serde_json::from_value(json!({"fsGroup": 2000})).unwrap());
     vm.mount_pod(&pod).await.unwrap();
-    let token = root.agent_root().join("pods/uid-tokfsg/volumes/kubernetes.io~projected/t/token");
+    let token = root
+        .agent_root()
+        .join("pods/uid-tokfsg/volumes/kubernetes.io~projected/t/token");
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(&token).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o640);
@@ -139,9 +168,14 @@ async fn config_map_updates_swap_data_and_prune_removed_keys() {
     let sources = Arc::new(InMemoryVolumeSources::new());
     sources.set_config_map("ns", "cfg", &[("a", "1"), ("b", "2")]);
     let vm = manager(&root, sources.clone());
-    let pod = pod("uid-upd", vec![volume("cfg", json!({"configMap": {"name": "cfg"}}))]);
+    let pod = pod(
+        "uid-upd",
+        vec![volume("cfg", json!({"configMap": {"name": "cfg"}}))],
+    );
     vm.mount_pod(&pod).await.unwrap();
-    let dir = root.agent_root().join("pods/uid-upd/volumes/kubernetes.io~configmap/cfg");
+    let dir = root
+        .agent_root()
+        .join("pods/uid-upd/volumes/kubernetes.io~configmap/cfg");
     let first = data_target(&dir);
 
     assert!(vm.refresh(&pod).await.unwrap().is_empty());
@@ -151,16 +185,27 @@ async fn config_map_updates_swap_data_and_prune_removed_keys() {
     assert_eq!(vm.refresh(&pod).await.unwrap(), vec!["cfg".to_owned()]);
     let second = data_target(&dir);
     assert_ne!(second, first);
-    assert!(!dir.join(&first).exists(), "old timestamped directory removed");
+    assert!(
+        !dir.join(&first).exists(),
+        "old timestamped directory removed"
+    );
     assert_eq!(read(&dir.join("a")), "10");
     assert_eq!(read(&dir.join("c")), "3");
-    assert!(std::fs::symlink_metadata(dir.join("b")).is_err(), "removed key's link is gone");
+    assert!(
+        std::fs::symlink_metadata(dir.join("b")).is_err(),
+        "removed key's link is gone"
+    );
     let mut entries: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     entries.sort();
-    let mut expected = vec!["..data".to_owned(), second.to_string_lossy().into_owned(), "a".into(), "c".into()];
+    let mut expected = vec![
+        "..data".to_owned(),
+        second.to_string_lossy().into_owned(),
+        "a".into(),
+        "c".into(),
+    ];
     expected.sort();
     assert_eq!(entries, expected);
 

@@ -435,9 +435,7 @@ impl VolumeManager {
             Ok(())
         })
         .await
-        .unwrap_or_else(|err| {
-            Err(super::error::TearDownError::Task(err.to_string()))
-        });
+        .unwrap_or_else(|err| Err(super::error::TearDownError::Task(err.to_string())));
         result.map_err(|source| VolumeError::TearDown {
             pod_uid: uid.to_owned(),
             source,

@@ -113,9 +113,7 @@ impl VolumeManager {
             let result =
                 tokio::task::spawn_blocking(move || tear_down_dir(mounter.as_ref(), &pod_dir))
                     .await
-                    .unwrap_or_else(|err| {
-                        Err(TearDownError::Task(err.to_string()))
-                    });
+                    .unwrap_or_else(|err| Err(TearDownError::Task(err.to_string())));
             match result {
                 Ok(()) => {
                     tracing::info!(pod_uid = %uid, "removed orphaned pod directory");

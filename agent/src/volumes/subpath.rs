@@ -20,6 +20,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -70,9 +71,11 @@ pub fn open_sub_path(
     .map_err(|err| SubPathError::OpenRoot(err.into()))?;
     // Opened directories from the root down, with their names (for messages).
     let mut stack: Vec<(OwnedFd, String)> = vec![(root, String::new())];
-    let mut queue: VecDeque<String> = sub_path.split('/').map(str::to_owned).collect();
+    // Components still to resolve, each with the symlink whose target it came from.
+    let mut queue: VecDeque<(String, Option<Rc<str>>)> =
+        sub_path.split('/').map(|c| (c.to_owned(), None)).collect();
     let mut links = 0;
-    while let Some(component) = queue.pop_front() {
+    while let Some((component, via)) = queue.pop_front() {
         if component.is_empty() || component == "." {
             continue;
         }
@@ -80,7 +83,9 @@ pub fn open_sub_path(
         if component == ".." {
             // Only symlink targets get here: subPath itself has no `..`.
             if stack.len() == 1 {
-                return Err(SubPathError::SymlinkEscapes { component: here });
+                return Err(SubPathError::SymlinkEscapes {
+                    component: via.map_or(here, |link| link.to_string()),
+                });
             }
             stack.pop();
             continue;
@@ -108,12 +113,13 @@ pub fn open_sub_path(
                     if target.starts_with('/') || target.is_empty() {
                         return Err(SubPathError::SymlinkEscapes { component: here });
                     }
+                    let link: Rc<str> = Rc::from(here.as_str());
                     for part in target.split('/').rev() {
-                        queue.push_front(part.to_owned());
+                        queue.push_front((part.to_owned(), Some(link.clone())));
                     }
                 } else if kind == SFlag::S_IFDIR {
                     stack.push((fd, component));
-                } else if queue.iter().any(|c| !c.is_empty() && c != ".") {
+                } else if queue.iter().any(|(c, _)| !c.is_empty() && c != ".") {
                     return Err(SubPathError::NotADirectory { component: here });
                 } else {
                     stack.push((fd, component));

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ferrolet_agent::volumes::mounter::{HostMounter, Mounter, MountInfo, mounts_below};
+use ferrolet_agent::volumes::mounter::{HostMounter, MountInfo, Mounter, mounts_below};
 use ferrolet_agent::volumes::{InMemoryVolumeSources, VolumeManager};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
