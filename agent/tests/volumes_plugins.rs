@@ -294,7 +294,7 @@ async fn config_map_layout_contents_and_modes() {
     }
     assert_eq!(read(&all.join("a.conf")), "alpha");
     assert_eq!(std::fs::read(all.join("bin")).unwrap(), vec![0, 1, 2]);
-    assert_eq!(mode(&all.join(&ts)), 0o755);
+    assert_eq!(mode(&all.join(ts)), 0o755);
 
     let items = root
         .agent_root()

@@ -1,8 +1,9 @@
-//! Projected volumes: sources merged, service account tokens from TokenRequest, refreshed
+//! Projected volumes: sources merged, service account tokens from `TokenRequest`, refreshed
 //! after 80% of their lifetime; atomic updates of configMap contents.
 
 mod volumes_support;
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -155,7 +156,6 @@ async fn token_is_0640_and_group_owned_with_fs_group() {
     let token = root
         .agent_root()
         .join("pods/uid-tokfsg/volumes/kubernetes.io~projected/t/token");
-    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(&token).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o640);
     assert_eq!(meta.gid(), 2000);

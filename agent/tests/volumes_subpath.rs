@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::json;
 use volumes_support::{TestRoot, manager, mode, mount_at, pod, read, volume, volume_mount};
 
-fn container(mounts: serde_json::Value) -> Container {
+fn container(mounts: &serde_json::Value) -> Container {
     serde_json::from_value(json!({"name": "app", "image": "busybox", "volumeMounts": mounts}))
         .unwrap()
 }
@@ -51,7 +51,7 @@ async fn a_sub_path_that_is_a_symlink_out_of_the_volume_fails() {
     for sub_path in ["evil", "up"] {
         let err = volumes
             .mounts_for(
-                &container(json!([{"name": "data", "mountPath": "/x", "subPath": sub_path}])),
+                &container(&json!([{"name": "data", "mountPath": "/x", "subPath": sub_path}])),
                 &no_env,
             )
             .unwrap_err();
@@ -83,7 +83,7 @@ async fn a_sub_path_through_a_symlinked_directory_fails() {
     ] {
         let err = volumes
             .mounts_for(
-                &container(json!([{"name": "data", "mountPath": "/x", "subPath": sub_path}])),
+                &container(&json!([{"name": "data", "mountPath": "/x", "subPath": sub_path}])),
                 &no_env,
             )
             .unwrap_err()
@@ -97,7 +97,7 @@ async fn a_sub_path_through_a_symlinked_directory_fails() {
     }
     let err = volumes
         .mounts_for(
-            &container(json!([{"name": "data", "mountPath": "/x", "subPath": "../x"}])),
+            &container(&json!([{"name": "data", "mountPath": "/x", "subPath": "../x"}])),
             &no_env,
         )
         .unwrap_err()
@@ -105,7 +105,7 @@ async fn a_sub_path_through_a_symlinked_directory_fails() {
     assert!(err.ends_with("must not contain '..'"), "{err}");
     let err = volumes
         .mounts_for(
-            &container(json!([{"name": "data", "mountPath": "/x", "subPath": "/etc"}])),
+            &container(&json!([{"name": "data", "mountPath": "/x", "subPath": "/etc"}])),
             &no_env,
         )
         .unwrap_err()
@@ -128,7 +128,7 @@ async fn symlinks_inside_the_volume_and_missing_directories() {
 
     let mounts = volumes
         .mounts_for(
-            &container(json!([
+            &container(&json!([
                 {"name": "data", "mountPath": "/a", "subPath": "alias/file"},
                 {"name": "data", "mountPath": "/b", "subPath": "new/dir"},
                 {"name": "data", "mountPath": "/c", "subPath": "alias-file"},
@@ -161,7 +161,7 @@ async fn symlinks_inside_the_volume_and_missing_directories() {
     // A container restart maps the same mounts again without stacking them.
     volumes
         .mounts_for(
-            &container(json!([
+            &container(&json!([
                 {"name": "data", "mountPath": "/a", "subPath": "alias/file"},
                 {"name": "data", "mountPath": "/b", "subPath": "new/dir"},
                 {"name": "data", "mountPath": "/c", "subPath": "alias-file"},
@@ -290,7 +290,7 @@ async fn volume_mounts_map_to_cri_mounts() {
     };
     let mounts = volumes
         .mounts_for(
-            &container(json!([
+            &container(&json!([
                 {"name": "data", "mountPath": "/data"},
                 {"name": "data", "mountPath": "/ro", "readOnly": true, "mountPropagation": "None"},
                 {"name": "cfg", "mountPath": "/etc/app"},
@@ -345,7 +345,7 @@ async fn volume_mounts_map_to_cri_mounts() {
     let missing = volumes
         .mounts_for(
             &container(
-                json!([{"name": "data", "mountPath": "/l", "subPathExpr": "$(NOPE)/$(POD_NAME)"}]),
+                &json!([{"name": "data", "mountPath": "/l", "subPathExpr": "$(NOPE)/$(POD_NAME)"}]),
             ),
             &env,
         )
@@ -357,7 +357,7 @@ async fn volume_mounts_map_to_cri_mounts() {
     );
     let unknown = volumes
         .mounts_for(
-            &container(json!([{"name": "nope", "mountPath": "/n"}])),
+            &container(&json!([{"name": "nope", "mountPath": "/n"}])),
             &env,
         )
         .unwrap_err()
@@ -369,7 +369,7 @@ async fn volume_mounts_map_to_cri_mounts() {
     let bad = volumes
         .mounts_for(
             &container(
-                json!([{"name": "data", "mountPath": "/n", "mountPropagation": "Sideways"}]),
+                &json!([{"name": "data", "mountPath": "/n", "mountPropagation": "Sideways"}]),
             ),
             &env,
         )
