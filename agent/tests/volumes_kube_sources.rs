@@ -93,9 +93,12 @@ async fn kube_sources_get_objects_and_request_bound_tokens() {
          users: [{{name: u, user: {{}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
     ))
     .unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
     let sources = KubeVolumeSources::new(kube::Client::try_from(config).unwrap());
 
     let cm = sources.config_map("ns", "cfg").await.unwrap().unwrap();

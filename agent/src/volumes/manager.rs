@@ -226,6 +226,14 @@ impl VolumeManager {
         locks.entry(uid.to_owned()).or_default().clone()
     }
 
+    /// Drops the lock of a pod that is gone.
+    pub(super) fn forget_pod_lock(&self, uid: &str) {
+        self.pod_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(uid);
+    }
+
     fn projection_context(&self) -> ProjectionContext<'_> {
         ProjectionContext {
             sources: self.sources.as_ref(),
@@ -442,10 +450,7 @@ impl VolumeManager {
         })?;
         self.tokens.forget_pod(uid);
         drop(guard);
-        self.pod_locks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(uid);
+        self.forget_pod_lock(uid);
         Ok(())
     }
 }

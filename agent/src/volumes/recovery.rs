@@ -107,16 +107,18 @@ impl VolumeManager {
                 continue;
             }
             let lock = self.pod_lock(&uid);
-            let _guard = lock.lock().await;
+            let guard = lock.lock().await;
             let mounter = self.mounter.clone();
             let pod_dir = self.layout.pod_dir(&uid);
             let result =
                 tokio::task::spawn_blocking(move || tear_down_dir(mounter.as_ref(), &pod_dir))
                     .await
                     .unwrap_or_else(|err| Err(TearDownError::Task(err.to_string())));
+            drop(guard);
             match result {
                 Ok(()) => {
                     tracing::info!(pod_uid = %uid, "removed orphaned pod directory");
+                    self.forget_pod_lock(&uid);
                     report.removed.push(uid);
                 }
                 Err(source) => report.failed.push(VolumeError::TearDown {
