@@ -13,3 +13,4 @@ pub mod node;
 pub mod pleg;
 pub mod sources;
 pub mod status;
+pub mod volumes;
