@@ -7,7 +7,6 @@ mod common;
 use std::collections::HashMap;
 
 use common::{at, exited, running, sandbox};
-use ferrolet_agent::status::qos::parse_quantity;
 use ferrolet_agent::status::runtime::CONTAINER_HASH_ANNOTATION;
 use ferrolet_agent::status::termination::{
     TerminationMessageFile, TerminationMessageSource, termination_message_source,
@@ -207,26 +206,6 @@ fn termination_message_sources() {
             expected,
             "{policy:?} {code} {reason} {file:?}"
         );
-    }
-}
-
-#[test]
-fn quantities_parse_to_nano_units() {
-    let cases = [
-        ("500m", Some(500_000_000)),
-        ("0.5", Some(500_000_000)),
-        ("1", Some(1_000_000_000)),
-        ("128Mi", Some(134_217_728 * 1_000_000_000)),
-        ("1.5Gi", Some(1_610_612_736 * 1_000_000_000)),
-        ("2k", Some(2_000 * 1_000_000_000)),
-        ("1e3", Some(1_000 * 1_000_000_000)),
-        ("100n", Some(100)),
-        ("-1", Some(-1_000_000_000)),
-        ("abc", None),
-        ("1Xi", None),
-    ];
-    for (text, expected) in cases {
-        assert_eq!(parse_quantity(text), expected, "{text}");
     }
 }
 

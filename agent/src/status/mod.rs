@@ -30,7 +30,6 @@ mod init_actions;
 pub mod patch;
 pub mod phase;
 pub mod pod;
-pub mod qos;
 pub mod restart;
 pub mod runtime;
 pub mod termination;

@@ -17,7 +17,6 @@ use super::actions::{is_host_network, spec_containers};
 use super::conditions::{self, DISRUPTION_TARGET, is_kubelet_owned};
 use super::containers::{CONTAINER_STATUS_UNKNOWN, ContainerList, container_statuses};
 use super::phase::{PodPhase, get_phase};
-use super::qos::compute_qos_class;
 use super::restart::RestartPolicy;
 use super::runtime::PodRuntimeStatus;
 use super::time::api_time;
@@ -146,11 +145,11 @@ pub fn pod_status(pod: &Pod, runtime: &PodRuntimeStatus, ctx: &StatusContext) ->
         reason,
         message,
         conditions: non_empty(conditions),
-        qos_class: Some(
-            api.qos_class
-                .clone()
-                .unwrap_or_else(|| compute_qos_class(pod).to_owned()),
-        ),
+        qos_class: Some(api.qos_class.clone().unwrap_or_else(|| {
+            crate::kuberuntime::qos::compute_qos_class(pod)
+                .as_str()
+                .to_owned()
+        })),
         init_container_statuses: non_empty(init_statuses),
         container_statuses: non_empty(statuses),
         start_time: old.start_time.clone().or_else(|| Some(api_time(ctx.now))),

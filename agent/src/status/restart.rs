@@ -4,8 +4,6 @@
 //! `pkg/kubelet/kuberuntime/helpers.go` `isInitContainerFailed`, `shouldRestartOnFailure`,
 //! `pkg/api/v1/pod` `IsRestartableInitContainer`, `container/helpers.go` `HashContainer`.
 
-use std::hash::Hasher;
-
 use k8s_openapi::api::core::v1::{Container, Pod};
 
 use super::runtime::{PodRuntimeStatus, RuntimeContainer, RuntimeContainerState};
@@ -85,59 +83,6 @@ pub fn is_init_container_failed(container: &RuntimeContainer) -> bool {
         || container.state == RuntimeContainerState::Unknown
 }
 
-/// The hash of a container spec that the kubelet records on the containers it creates
-/// ([`super::runtime::CONTAINER_HASH_ANNOTATION`], hexadecimal) to notice a changed spec.
-///
-/// Like upstream since in-place resize, `resources` is left out: a resize alone does not
-/// restart a container. The value is FNV-1a (64 bit) of the container's JSON, so it is stable
-/// across ferrolet versions as long as the JSON form is; it is not upstream's value, which only
-/// matters for containers created by another kubelet.
-#[must_use]
-pub fn container_hash(container: &Container) -> u64 {
-    let mut spec = container.clone();
-    spec.resources = None;
-    spec.resize_policy = None;
-    let mut hasher = Fnv1a64::default();
-    // Serializing k8s-openapi types into a writer that never fails cannot fail.
-    if serde_json::to_writer(HashWriter(&mut hasher), &spec).is_err() {
-        hasher.write(container.name.as_bytes());
-    }
-    hasher.finish()
-}
-
-/// 64-bit FNV-1a.
-#[derive(Debug)]
-struct Fnv1a64(u64);
-
-impl Default for Fnv1a64 {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a64 {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
-/// Feeds serialized bytes into a hasher.
-struct HashWriter<'a>(&'a mut Fnv1a64);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+/// The hash of a container spec recorded on the containers the agent creates; one
+/// definition for writing and comparing it lives with the labels.
+pub use crate::kuberuntime::labels::container_hash;
