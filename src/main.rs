@@ -3,6 +3,7 @@
 
 mod control_plane_cmd;
 mod cri_cmd;
+mod node_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,9 @@ enum Command {
     /// Run the companion control plane: API server (embedded store or etcd), scheduler and
     /// controllers. Prints the admin kubeconfig path.
     ControlPlane(control_plane_cmd::ControlPlaneArgs),
+    /// Run the node agent (kubelet): registers this node and runs the pods bound to it
+    /// through a CRI runtime.
+    Node(node_cmd::NodeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +50,7 @@ fn main() -> std::process::ExitCode {
                 match cli.command {
                     Command::Cri(args) => cri_cmd::run(args).await,
                     Command::ControlPlane(args) => control_plane_cmd::run(args).await,
+                    Command::Node(args) => node_cmd::run(args).await,
                 }
             })
         });

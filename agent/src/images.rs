@@ -152,6 +152,12 @@ impl ImageManager {
         ImageManager { images }
     }
 
+    /// The image service it pulls through.
+    #[must_use]
+    pub fn service(&self) -> &dyn ImageService {
+        self.images.as_ref()
+    }
+
     /// Makes `image` present according to `policy` (`Always`, `IfNotPresent`, `Never`),
     /// trying each credential (and none) in turn.
     pub async fn ensure(

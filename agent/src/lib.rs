@@ -8,9 +8,11 @@
 pub mod config;
 pub mod events;
 pub mod images;
+pub mod kubelet;
 pub mod kuberuntime;
 pub mod node;
 pub mod pleg;
+pub mod pods;
 pub mod sources;
 pub mod status;
 pub mod volumes;

@@ -29,6 +29,8 @@ pub enum PodUpdate {
     Removed { uid: String },
     /// A mirror pod (the API's view of a static pod) was seen or changed.
     Mirror(Arc<Pod>),
+    /// The source has sent its complete set once: anything else in the runtime is an orphan.
+    Synced,
 }
 
 /// Whether a pod is the mirror of a static pod.
