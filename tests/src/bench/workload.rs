@@ -32,8 +32,6 @@ const NAMESPACE: &str = "bench";
 const REGISTER_CONCURRENCY: usize = 20;
 /// How long watches get to finish their initial list.
 const SYNC_TIMEOUT: Duration = Duration::from_mins(2);
-/// How long after `duration` the pods get to reach Running before the run gives up.
-const SETTLE_TIMEOUT: Duration = Duration::from_mins(10);
 /// How long the observer keeps watching after the load stopped, for the last events.
 const DRAIN: Duration = Duration::from_secs(2);
 /// How often progress is printed.
@@ -46,6 +44,8 @@ pub struct Settings {
     pub pods: usize,
     /// The least time the nodes heartbeat, from the moment pod creation starts.
     pub duration: Duration,
+    /// How long after `duration` the pods get to reach Running before the run gives up.
+    pub settle_timeout: Duration,
     /// Pod creates in flight at once.
     pub pod_concurrency: usize,
     /// Pod creates started per second; `None` for as fast as `pod_concurrency` allows.
@@ -194,38 +194,8 @@ impl<'a> Run<'a> {
         );
         let nodes = self.register_nodes().await?;
 
-        let mut to_nodes = HashMap::new();
-        let mut inboxes = Vec::new();
-        for node in &nodes {
-            let (tx, rx) = mpsc::unbounded_channel();
-            to_nodes.insert(node.name().to_owned(), tx);
-            inboxes.push(rx);
-        }
-        let watch_count = match self.settings.pod_watch {
-            PodWatch::PerNode => {
-                for (name, tx) in to_nodes {
-                    watches.spawn(fake_node::watch_node_pods(
-                        self.nodes_client.clone(),
-                        name,
-                        tx,
-                        synced_tx.clone(),
-                        self.recorder.clone(),
-                        observe.clone(),
-                    ));
-                }
-                nodes.len()
-            }
-            PodWatch::Shared => {
-                watches.spawn(fake_node::watch_all_pods(
-                    self.nodes_client.clone(),
-                    to_nodes,
-                    synced_tx.clone(),
-                    self.recorder.clone(),
-                    observe.clone(),
-                ));
-                1
-            }
-        };
+        let (inboxes, watch_count) =
+            self.start_pod_watches(&nodes, &mut watches, &synced_tx, &observe);
         self.wait_synced(&mut synced, watch_count, "the nodes' pod watches")
             .await?;
 
@@ -257,7 +227,14 @@ impl<'a> Run<'a> {
         ));
 
         let pods_running = self
-            .wait_done(control_plane, &observer, &creator, &created_count, start)
+            .wait_done(
+                control_plane,
+                etcd,
+                &observer,
+                &creator,
+                &created_count,
+                start,
+            )
             .await?;
         let wall = start.elapsed();
         load.cancel();
@@ -294,6 +271,50 @@ impl<'a> Run<'a> {
             watch_errors: self.recorder.watch_errors(),
             errors: self.recorder.errors(),
         })
+    }
+
+    /// Starts the nodes' pod watches (one per node, or one shared); returns each node's
+    /// inbox, in node order, and the number of watches.
+    fn start_pod_watches(
+        &self,
+        nodes: &[FakeNode],
+        watches: &mut JoinSet<()>,
+        synced_tx: &mpsc::UnboundedSender<()>,
+        observe: &CancellationToken,
+    ) -> (Vec<mpsc::UnboundedReceiver<Pod>>, usize) {
+        let mut to_nodes = HashMap::new();
+        let mut inboxes = Vec::new();
+        for node in nodes {
+            let (tx, rx) = mpsc::unbounded_channel();
+            to_nodes.insert(node.name().to_owned(), tx);
+            inboxes.push(rx);
+        }
+        let watch_count = match self.settings.pod_watch {
+            PodWatch::PerNode => {
+                for (name, tx) in to_nodes {
+                    watches.spawn(fake_node::watch_node_pods(
+                        self.nodes_client.clone(),
+                        name,
+                        tx,
+                        synced_tx.clone(),
+                        self.recorder.clone(),
+                        observe.clone(),
+                    ));
+                }
+                nodes.len()
+            }
+            PodWatch::Shared => {
+                watches.spawn(fake_node::watch_all_pods(
+                    self.nodes_client.clone(),
+                    to_nodes,
+                    synced_tx.clone(),
+                    self.recorder.clone(),
+                    observe.clone(),
+                ));
+                1
+            }
+        };
+        (inboxes, watch_count)
     }
 
     /// Waits for `count` watches to finish their initial list.
@@ -349,12 +370,13 @@ impl<'a> Run<'a> {
     async fn wait_done(
         &self,
         control_plane: &mut ControlPlane,
+        etcd: Option<&Etcd>,
         observer: &Observer,
         creator: &tokio::task::JoinHandle<Created>,
         created: &AtomicUsize,
         start: Instant,
     ) -> Result<usize> {
-        let deadline = start + self.settings.duration + SETTLE_TIMEOUT;
+        let deadline = start + self.settings.duration + self.settings.settle_timeout;
         let running = observer.running();
         let mut last_progress = Instant::now();
         loop {
@@ -381,12 +403,19 @@ impl<'a> Run<'a> {
             }
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
+                // RSS over time shows growth that the peak alone does not.
+                let rss = |usage: Result<ProcessUsage>| {
+                    usage.map_or_else(|_| "?".to_owned(), |u| format!("{}MiB", u.rss_kib / 1024))
+                };
+                let etcd_rss =
+                    etcd.map_or_else(String::new, |e| format!(", etcd RSS {}", rss(e.usage())));
                 progress(
                     self.backend,
                     &format!(
-                        "{:.0}s: {seen}/{} pods Running, {failed} errors",
+                        "{:.0}s: {seen}/{} pods Running, {failed} errors, control plane RSS {}{etcd_rss}",
                         start.elapsed().as_secs_f64(),
-                        self.settings.pods
+                        self.settings.pods,
+                        rss(control_plane.usage()),
                     ),
                 );
             }

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "usage: ferrolet-bench-controlplane [--nodes N] [--pods M] [--duration S]
     [--backend embedded|etcd|both] [--pod-concurrency C] [--pod-rate R]
-    [--list-interval S] [--pod-watch per-node|shared] [--ferrolet PATH] [--etcd PATH]
-    [--work-dir DIR]
+    [--list-interval S] [--pod-watch per-node|shared] [--settle-timeout S]
+    [--ferrolet PATH] [--etcd PATH] [--work-dir DIR]
 
   --nodes N            simulated nodes (default 100)
   --pods M             pods to create (default 3000)
@@ -35,6 +35,8 @@ const USAGE: &str = "usage: ferrolet-bench-controlplane [--nodes N] [--pods M] [
   --list-interval S    seconds between the periodic lists (default 5)
   --pod-watch W        per-node: one pod watch per node, like kubelets (default);
                        shared: one pod watch for all nodes
+  --settle-timeout S   seconds after the duration the pods get to be Running before the
+                       run counts as failed (default 600)
   --ferrolet PATH      the ferrolet binary (default: beside this one)
   --etcd PATH          the etcd binary (default /usr/bin/etcd)
   --work-dir DIR       where the temporary directories go (default: the temp dir)";
@@ -156,6 +158,7 @@ fn parse_args(
         nodes: 100,
         pods: 3000,
         duration: Duration::from_mins(1),
+        settle_timeout: Duration::from_mins(10),
         pod_concurrency: 20,
         pod_rate: None,
         list_interval: Duration::from_secs(5),
@@ -183,6 +186,9 @@ fn parse_args(
             "--nodes" => settings.nodes = whole(value()?)?,
             "--pods" => settings.pods = whole(value()?)?,
             "--duration" => settings.duration = Duration::from_secs_f64(number(value()?)?),
+            "--settle-timeout" => {
+                settings.settle_timeout = Duration::from_secs_f64(number(value()?)?);
+            }
             "--pod-concurrency" => settings.pod_concurrency = whole(value()?)?,
             "--pod-rate" => settings.pod_rate = Some(number(value()?)?),
             "--list-interval" => {
