@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod fake_node;
+pub mod load;
 pub mod metrics;
 pub mod observer;
 pub mod report;
