@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod cluster;
+pub mod process;
+
 use ferrolet_cri::{ConnectOptions, RemoteRuntime, RuntimeEndpoint};
 
 /// How to get every prerequisite at once.
