@@ -11,6 +11,7 @@ pub mod images;
 pub mod kuberuntime;
 pub mod node;
 pub mod pleg;
+pub mod quantity;
 pub mod sources;
 pub mod status;
 pub mod volumes;

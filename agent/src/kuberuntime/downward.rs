@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{Container, ObjectFieldSelector, Pod, ResourceFi
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use super::env::{EnvContext, EnvError};
-use super::quantity::Quantity;
 use super::{pod_name, pod_namespace, pod_uid};
+use crate::quantity::{Quantity, QuantityFormat};
 
 /// The downward API value of a `fieldRef` (`podFieldSelectorRuntimeValue`).
 pub(crate) fn field_ref_value(
@@ -197,7 +197,7 @@ pub(crate) fn resource_field_value(
     ctx: &EnvContext<'_>,
 ) -> Result<String, EnvError> {
     let parse = |field: &str, value: &ApiQuantity| {
-        Quantity::parse(&value.0).map_err(|reason| EnvError::InvalidQuantity {
+        Quantity::from_api(value).map_err(|reason| EnvError::InvalidQuantity {
             env: env.to_owned(),
             field: field.to_owned(),
             value: value.0.clone(),
@@ -209,7 +209,7 @@ pub(crate) fn resource_field_value(
         None => Quantity::ZERO,
     };
     let divisor = if divisor.is_zero() {
-        Quantity::from_int(1)
+        Quantity::from_int(1, QuantityFormat::DecimalSI)
     } else {
         divisor
     };

@@ -12,8 +12,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use super::downward::{field_ref_value, resource_field_value};
 use super::expansion::expand;
-use super::quantity::QuantityError;
 use super::{Warning, WithWarnings, pod_namespace};
+use crate::quantity::QuantityError;
 
 /// Where `ConfigMaps` and Secrets come from (the kubelet's configmap and secret managers). A
 /// `None` answer means the object does not exist.

@@ -20,7 +20,6 @@
 //! | [`resources`] | `kuberuntime_container_linux.go`, `helpers_linux.go`, `qos/policy.go` |
 //! | [`security`] | `security_context.go`, `security_context_others.go`, `pkg/securitycontext` |
 //! | [`qos`] | `apis/core/v1/helper/qos`, `cm/pod_container_manager_linux.go` |
-//! | [`quantity`] | `apimachinery/pkg/api/resource` (parsing and rounding only) |
 
 use std::collections::BTreeMap;
 
@@ -34,7 +33,6 @@ pub mod expansion;
 pub mod hosts;
 pub mod labels;
 pub mod qos;
-pub mod quantity;
 pub mod resources;
 pub mod sandbox;
 pub mod security;
@@ -68,7 +66,7 @@ pub enum ConfigError {
         pod: String,
         field: String,
         value: String,
-        reason: quantity::QuantityError,
+        reason: crate::quantity::QuantityError,
     },
 
     /// `spec.hostname` is not a DNS-1123 label (upstream `GeneratePodHostNameAndDomain`).

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceFieldSelector};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
-use super::quantity::Quantity;
+use crate::quantity::{Quantity, QuantityFormat};
 
 /// The value of a `fieldRef.fieldPath` that volumes support.
 pub fn extract_field_path(pod: &Pod, field_path: &str) -> Result<String, String> {
@@ -139,28 +139,27 @@ pub fn extract_resource_value(
             ));
         }
     };
-    let parse = |q: &ApiQuantity| {
-        Quantity::parse(&q.0).ok_or_else(|| format!("invalid quantity {:?}", q.0))
-    };
+    let parse =
+        |q: &ApiQuantity| Quantity::from_api(q).map_err(|_| format!("invalid quantity {:?}", q.0));
     let value = match value {
         Some(q) => parse(q)?,
-        None => Quantity::parse("0").ok_or("invalid zero")?,
+        None => Quantity::ZERO,
     };
     let divisor = match &selector.divisor {
         Some(d) => parse(d)?,
-        None => Quantity::parse("1").ok_or("invalid one")?,
+        None => Quantity::from_int(1, QuantityFormat::DecimalSI),
     };
     let result = if name == "cpu" {
-        let divisor = divisor.milli_value_ceil().max(1);
-        ceil_div(value.milli_value_ceil(), divisor)
+        let divisor = divisor.milli_value().max(1);
+        ceil_div(value.milli_value(), divisor)
     } else {
-        let divisor = divisor.value_ceil().max(1);
-        ceil_div(value.value_ceil(), divisor)
+        let divisor = divisor.value().max(1);
+        ceil_div(value.value(), divisor)
     };
     Ok(result.to_string())
 }
 
-fn ceil_div(a: i128, b: i128) -> i128 {
+fn ceil_div(a: i64, b: i64) -> i64 {
     let q = a / b;
     if a % b != 0 && (a > 0) == (b > 0) {
         q + 1

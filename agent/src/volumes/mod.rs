@@ -30,7 +30,6 @@ pub mod ownership;
 pub mod plugins;
 mod pod_volumes;
 pub mod projection;
-pub mod quantity;
 mod recovery;
 pub mod sources;
 pub mod subpath;
