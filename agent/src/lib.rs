@@ -6,6 +6,7 @@
 //! CRI-O or ferrolet's own runtime.
 
 pub mod config;
+pub mod downward;
 pub mod events;
 pub mod images;
 pub mod kuberuntime;

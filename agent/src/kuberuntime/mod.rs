@@ -27,7 +27,6 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
 pub mod container;
 pub mod dns;
-mod downward;
 pub mod env;
 pub mod expansion;
 pub mod hosts;

@@ -21,7 +21,6 @@
 
 pub mod atomic_writer;
 mod error;
-pub mod fieldpath;
 pub mod layout;
 mod manager;
 pub mod mounter;
