@@ -158,12 +158,7 @@ pub struct WithWarnings<T> {
 /// The pod's name, as `format.Pod` writes it in kubelet messages: `name_namespace(uid)`.
 #[must_use]
 pub fn format_pod(pod: &Pod) -> String {
-    format!(
-        "{}_{}({})",
-        pod_name(pod),
-        pod_namespace(pod),
-        pod.metadata.uid.as_deref().unwrap_or_default()
-    )
+    format!("{}_{}({})", pod_name(pod), pod_namespace(pod), pod_uid(pod))
 }
 
 pub(crate) fn pod_name(pod: &Pod) -> &str {
