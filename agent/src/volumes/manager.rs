@@ -100,6 +100,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(|err| SetUpError::Task(err.to_string()))?
 }
 
+/// The pod's `spec.volumes`.
+fn spec_volumes(pod: &Pod) -> impl Iterator<Item = &Volume> {
+    pod.spec
+        .iter()
+        .flat_map(|spec| spec.volumes.iter().flatten())
+}
+
 fn pod_uid(pod: &Pod) -> Result<String, VolumeError> {
     let uid = pod
         .metadata
@@ -251,13 +258,7 @@ impl VolumeManager {
         let lock = self.pod_lock(&uid);
         let _guard = lock.lock().await;
         let mut volumes = BTreeMap::new();
-        for volume in pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.as_ref())
-            .into_iter()
-            .flatten()
-        {
+        for volume in spec_volumes(pod) {
             check_name("volume", &volume.name)?;
             let mounted =
                 self.set_up(pod, &uid, volume)
@@ -390,13 +391,7 @@ impl VolumeManager {
         let _guard = lock.lock().await;
         let mut changed = Vec::new();
         let mut first_error = None;
-        for volume in pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.as_ref())
-            .into_iter()
-            .flatten()
-        {
+        for volume in spec_volumes(pod) {
             let Ok(kind) = classify(volume) else { continue };
             if !kind.plugin().projects_api_data() || !is_safe_component(&volume.name) {
                 continue;
