@@ -117,42 +117,25 @@ pub fn container_env(
     let namespace = pod_namespace(pod);
     let mut env = OrderedEnv::default();
     let mut warnings = Vec::new();
-    let mut config_maps: BTreeMap<String, Option<BTreeMap<String, String>>> = BTreeMap::new();
-    let mut secrets: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>> = BTreeMap::new();
+    let mut sources = SourceCache::new(namespace, ctx.sources);
 
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.as_deref().unwrap_or_default();
         let (kind, name, entries) = if let Some(cm_ref) = &source.config_map_ref {
-            let data = config_maps
-                .entry(cm_ref.name.clone())
-                .or_insert_with(|| ctx.sources.config_map(namespace, &cm_ref.name));
-            let Some(data) = data else {
-                if cm_ref.optional.unwrap_or(false) {
-                    continue;
-                }
-                return Err(EnvError::ConfigMapNotFound {
-                    namespace: namespace.to_owned(),
-                    name: cm_ref.name.clone(),
-                });
+            let optional = cm_ref.optional.unwrap_or(false);
+            let Some(data) = sources.config_map(&cm_ref.name, optional)? else {
+                continue;
             };
             let entries: Vec<(String, String)> =
                 data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             ("configMap", cm_ref.name.clone(), entries)
         } else if let Some(secret_ref) = &source.secret_ref {
-            let data = secrets
-                .entry(secret_ref.name.clone())
-                .or_insert_with(|| ctx.sources.secret(namespace, &secret_ref.name));
-            let Some(data) = data else {
-                if secret_ref.optional.unwrap_or(false) {
-                    continue;
-                }
-                return Err(EnvError::SecretNotFound {
-                    namespace: namespace.to_owned(),
-                    name: secret_ref.name.clone(),
-                });
+            let optional = secret_ref.optional.unwrap_or(false);
+            let Some(data) = sources.secret(&secret_ref.name, optional)? else {
+                continue;
             };
             let mut entries = Vec::with_capacity(data.len());
-            for (key, value) in data.iter() {
+            for (key, value) in data {
                 entries.push((
                     key.clone(),
                     secret_string(namespace, &secret_ref.name, key, value)?,
@@ -192,15 +175,7 @@ pub fn container_env(
                     .or_else(|| ctx.service_env.get(name).map(String::as_str))
             })
         } else if let Some(from) = &var.value_from {
-            let resolved = resolve_value_from(
-                pod,
-                container,
-                &var.name,
-                from,
-                ctx,
-                &mut config_maps,
-                &mut secrets,
-            )?;
+            let resolved = resolve_value_from(pod, container, &var.name, from, ctx, &mut sources)?;
             match resolved {
                 Some(value) => value,
                 // An optional reference to something missing defines nothing.
@@ -230,8 +205,7 @@ fn resolve_value_from(
     env_name: &str,
     from: &EnvVarSource,
     ctx: &EnvContext<'_>,
-    config_maps: &mut BTreeMap<String, Option<BTreeMap<String, String>>>,
-    secrets: &mut BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
+    sources: &mut SourceCache<'_>,
 ) -> Result<Option<String>, EnvError> {
     let namespace = pod_namespace(pod);
     if let Some(field) = &from.field_ref {
@@ -242,17 +216,8 @@ fn resolve_value_from(
     }
     if let Some(selector) = &from.config_map_key_ref {
         let optional = selector.optional.unwrap_or(false);
-        let data = config_maps
-            .entry(selector.name.clone())
-            .or_insert_with(|| ctx.sources.config_map(namespace, &selector.name));
-        let Some(data) = data else {
-            if optional {
-                return Ok(None);
-            }
-            return Err(EnvError::ConfigMapNotFound {
-                namespace: namespace.to_owned(),
-                name: selector.name.clone(),
-            });
+        let Some(data) = sources.config_map(&selector.name, optional)? else {
+            return Ok(None);
         };
         return match data.get(&selector.key) {
             Some(value) => Ok(Some(value.clone())),
@@ -266,17 +231,8 @@ fn resolve_value_from(
     }
     if let Some(selector) = &from.secret_key_ref {
         let optional = selector.optional.unwrap_or(false);
-        let data = secrets
-            .entry(selector.name.clone())
-            .or_insert_with(|| ctx.sources.secret(namespace, &selector.name));
-        let Some(data) = data else {
-            if optional {
-                return Ok(None);
-            }
-            return Err(EnvError::SecretNotFound {
-                namespace: namespace.to_owned(),
-                name: selector.name.clone(),
-            });
+        let Some(data) = sources.secret(&selector.name, optional)? else {
+            return Ok(None);
         };
         return match data.get(&selector.key) {
             Some(value) => secret_string(namespace, &selector.name, &selector.key, value).map(Some),
@@ -289,6 +245,75 @@ fn resolve_value_from(
         };
     }
     Ok(Some(String::new()))
+}
+
+/// The `ConfigMaps` and Secrets of the pod's namespace, each fetched at most once while one
+/// container's environment is built; a missing one is an error unless the reference is
+/// optional.
+struct SourceCache<'a> {
+    namespace: &'a str,
+    source: &'a dyn EnvSource,
+    config_maps: BTreeMap<String, Option<BTreeMap<String, String>>>,
+    secrets: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
+}
+
+impl<'a> SourceCache<'a> {
+    fn new(namespace: &'a str, source: &'a dyn EnvSource) -> Self {
+        SourceCache {
+            namespace,
+            source,
+            config_maps: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+        }
+    }
+
+    /// The data of `ConfigMap` `name`; `None` when it does not exist and `optional`.
+    fn config_map(
+        &mut self,
+        name: &str,
+        optional: bool,
+    ) -> Result<Option<&BTreeMap<String, String>>, EnvError> {
+        let (namespace, source) = (self.namespace, self.source);
+        let fetch = || source.config_map(namespace, name);
+        cached(&mut self.config_maps, name, optional, fetch, || {
+            EnvError::ConfigMapNotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            }
+        })
+    }
+
+    /// The data of Secret `name`; `None` when it does not exist and `optional`.
+    fn secret(
+        &mut self,
+        name: &str,
+        optional: bool,
+    ) -> Result<Option<&BTreeMap<String, Vec<u8>>>, EnvError> {
+        let (namespace, source) = (self.namespace, self.source);
+        let fetch = || source.secret(namespace, name);
+        cached(&mut self.secrets, name, optional, fetch, || {
+            EnvError::SecretNotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            }
+        })
+    }
+}
+
+/// `cache[name]`, fetched on first use; `None` when the object does not exist and the
+/// reference is `optional`, the `not_found` error when it is not.
+fn cached<'c, T>(
+    cache: &'c mut BTreeMap<String, Option<T>>,
+    name: &str,
+    optional: bool,
+    fetch: impl FnOnce() -> Option<T>,
+    not_found: impl FnOnce() -> EnvError,
+) -> Result<Option<&'c T>, EnvError> {
+    match cache.entry(name.to_owned()).or_insert_with(fetch) {
+        Some(data) => Ok(Some(data)),
+        None if optional => Ok(None),
+        None => Err(not_found()),
+    }
 }
 
 fn secret_string(namespace: &str, name: &str, key: &str, value: &[u8]) -> Result<String, EnvError> {
