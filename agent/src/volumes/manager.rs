@@ -20,6 +20,8 @@ use super::projection::{self, DEFAULT_MODE, ProjectionContext};
 use super::sources::VolumeSources;
 use super::teardown::tear_down_dir;
 use super::token::TokenCache;
+use crate::node::host::parse_meminfo;
+use crate::quantity::Quantity;
 
 /// The clock tokens are aged by.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -150,15 +152,11 @@ fn host_allocatable() -> BTreeMap<String, ApiQuantity> {
     if let Ok(cpus) = std::thread::available_parallelism() {
         allocatable.insert("cpu".to_owned(), ApiQuantity(cpus.to_string()));
     }
-    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+    let mem_total = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        });
-    if let Some(kib) = mem_kib {
-        allocatable.insert("memory".to_owned(), ApiQuantity(format!("{kib}Ki")));
+        .and_then(|text| parse_meminfo(&text).ok());
+    if let Some((total, _available)) = mem_total {
+        allocatable.insert("memory".to_owned(), Quantity::from_bytes(total).to_api());
     }
     if let Ok(stat) = nix::sys::statvfs::statvfs("/") {
         let bytes = stat.blocks().saturating_mul(stat.fragment_size());
