@@ -13,7 +13,7 @@
 //! | [`sandbox`] | `kuberuntime_sandbox.go`, `kuberuntime_sandbox_linux.go`, `util/util.go` |
 //! | [`dns`] | `network/dns/dns.go` |
 //! | [`hosts`] | `kubelet_pods.go` (`managedHostsFileContent`, `GeneratePodHostNameAndDomain`) |
-//! | [`env`](mod@env) | `kubelet_pods.go` (`makeEnvironmentVariables`), `fieldpath`, `api/v1/resource` |
+//! | [`env`](mod@env) | `kubelet_pods.go` (`makeEnvironmentVariables`, `podFieldSelectorRuntimeValue`); the downward API itself is [`crate::downward`] |
 //! | [`expansion`] | `third_party/forked/golang/expansion` |
 //! | [`container`] | `kuberuntime_container.go`, `helpers.go` |
 //! | [`labels`] | `labels.go`, `container/helpers.go` (`HashContainer`) |
