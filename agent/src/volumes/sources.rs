@@ -205,6 +205,15 @@ struct InMemoryState {
     failure: Option<String>,
 }
 
+/// The metadata of the in-memory object `namespace/name`.
+fn object_meta(namespace: &str, name: &str) -> kube::api::ObjectMeta {
+    kube::api::ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(namespace.into()),
+        ..Default::default()
+    }
+}
+
 impl InMemoryVolumeSources {
     /// Empty sources.
     #[must_use]
@@ -221,11 +230,7 @@ impl InMemoryVolumeSources {
     /// Adds or replaces a configMap with string `data`.
     pub fn set_config_map(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
         let config_map = ConfigMap {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(namespace.into()),
-                ..Default::default()
-            },
+            metadata: object_meta(namespace, name),
             data: Some(
                 data.iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -248,11 +253,7 @@ impl InMemoryVolumeSources {
     /// Adds or replaces a secret with `data`.
     pub fn set_secret(&self, namespace: &str, name: &str, data: &[(&str, &[u8])]) {
         let secret = Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(namespace.into()),
-                ..Default::default()
-            },
+            metadata: object_meta(namespace, name),
             data: Some(
                 data.iter()
                     .map(|(k, v)| ((*k).to_owned(), k8s_openapi::ByteString(v.to_vec())))
