@@ -100,9 +100,14 @@ impl TestCluster {
             required_env("FERROLET_CGROUP_PARENT"),
             options.name
         );
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix(&format!("ferrolet-{}-", options.name))
             .tempdir()?;
+        if std::env::var_os("FERROLET_KEEP_TEST_DIRS").is_some() {
+            // For a post-mortem: the logs and data stay (the processes still stop).
+            dir.disable_cleanup(true);
+            eprintln!("keeping {}", dir.path().display());
+        }
         let node_name = options.name.clone();
         let node_kubeconfig = dir.path().join("node.kubeconfig");
 
@@ -286,6 +291,27 @@ impl TestCluster {
                 bail!("pods left after {limit:?}: {}", names.join(", "));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.node.stop();
+        // The agent makes its root directory a shared mount of itself (as the kubelet does)
+        // and leaves it when it stops; what its pods mounted is gone by now unless a test
+        // failed. Either way nothing may outlive the cluster.
+        let root = self.root_dir.display().to_string();
+        let mut below: Vec<String> = crate::mount_points()
+            .into_iter()
+            .filter(|m| *m == root || m.starts_with(&format!("{root}/")))
+            .collect();
+        below.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for mount in below {
+            if let Err(err) = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH)
+            {
+                eprintln!("unmount {mount}: {err}");
+            }
         }
     }
 }

@@ -595,6 +595,11 @@ impl PodSyncer {
         for container in &runtime.containers {
             let _ = self.runtime.remove_container(&container.id).await;
         }
+        if self.node.cgroups_per_qos
+            && self.node.cgroup_driver == kuberuntime::CgroupDriver::Cgroupfs
+        {
+            super::cgroups::remove_pod_cgroups(&self.node.cgroup_root, uid)?;
+        }
         self.volumes
             .unmount_pod(uid)
             .await
