@@ -71,6 +71,8 @@ pub enum Error {
     Volumes(#[source] crate::volumes::VolumeError),
     #[error("find the node's address: {0}")]
     NodeAddress(String),
+    #[error("start the kubelet server")]
+    Server(#[source] crate::server::ServerError),
 }
 
 fn host_name() -> String {
@@ -191,7 +193,8 @@ pub async fn run(options: KubeletOptions, cancel: CancellationToken) -> Result<(
     let config = &options.config;
     let (client, server) = api_client(&options.kubeconfig).await?;
     let remote = Arc::new(connect_runtime(config).await?);
-    let runtime: Arc<dyn RuntimeService> = remote.clone();
+    let runtime: Arc<dyn RuntimeService> =
+        Arc::new(crate::metrics::InstrumentedRuntime::new(remote.clone()));
 
     let node_name = options.node_name.clone().unwrap_or_else(host_name);
     let node_ip = match options.node_ip {
@@ -267,6 +270,30 @@ pub async fn run(options: KubeletOptions, cancel: CancellationToken) -> Result<(
         node_rx,
         usize::try_from(config.max_pods).unwrap_or(110),
         cancel.clone(),
+    );
+
+    let server = crate::server::KubeletServer::bind(crate::server::ServerContext {
+        config: config.clone(),
+        root_dir: options.root_dir.clone(),
+        node_name: node_name.clone(),
+        host_name: host_name(),
+        node_ip,
+        client: Some(client.clone()),
+        runtime: runtime.clone(),
+        pods: {
+            let workers = workers.clone();
+            Arc::new(move || workers.pods())
+        },
+        health: {
+            let pleg = pleg.clone();
+            Arc::new(move || pleg.healthy())
+        },
+    })
+    .await
+    .map_err(Error::Server)?;
+    tasks.spawn(server.run(cancel.clone()));
+    tasks.spawn(
+        crate::logs::ContainerLogManager::from_config(runtime.clone(), config).run(cancel.clone()),
     );
 
     let (updates_tx, updates) = mpsc::channel(256);

@@ -217,6 +217,7 @@ impl Pleg {
                         .last_relist
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                    crate::metrics::kubelet_metrics().observe_relist(started.elapsed());
                     tracing::trace!(elapsed_ms = started.elapsed().as_millis(), "relisted");
                 }
                 Err(err) => tracing::warn!(%err, "PLEG relist failed"),

@@ -18,7 +18,6 @@ use super::{
 const IGNORED_FIELDS: &[&str] = &[
     "allowedUnsafeSysctls",
     "containerLogMaxWorkers",
-    "containerLogMonitorInterval",
     "configMapAndSecretChangeDetectionStrategy",
     "contentType",
     "cpuCFSQuota",
@@ -122,6 +121,7 @@ const ZERO_MEANS_DEFAULT: &[&str] = &[
     "fileCheckFrequency",
     "runtimeRequestTimeout",
     "containerLogMaxSize",
+    "containerLogMonitorInterval",
 ];
 
 /// The same for fields of `authentication` and `authorization`.

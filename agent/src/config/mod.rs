@@ -84,6 +84,8 @@ pub struct KubeletConfiguration {
     pub runtime_request_timeout: GoDuration,
     pub container_log_max_size: Quantity,
     pub container_log_max_files: i32,
+    /// How often container logs are checked for rotation.
+    pub container_log_monitor_interval: GoDuration,
     pub authentication: KubeletAuthentication,
     pub authorization: KubeletAuthorization,
     #[serde(rename = "tlsCertFile")]
@@ -262,6 +264,7 @@ impl Default for KubeletConfiguration {
             runtime_request_timeout: GoDuration::from_secs(120),
             container_log_max_size: Quantity::from_bytes(10 * 1024 * 1024),
             container_log_max_files: 5,
+            container_log_monitor_interval: GoDuration::from_secs(10),
             authentication: KubeletAuthentication::default(),
             authorization: KubeletAuthorization::default(),
             tls_cert_file: None,

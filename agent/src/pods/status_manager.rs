@@ -94,6 +94,9 @@ impl StatusManager {
         api_status: Option<&PodStatus>,
         status: &PodStatus,
     ) -> Result<bool, StatusError> {
+        if status.phase.as_deref() == Some("Running") {
+            crate::metrics::kubelet_metrics().pod_running(&target.uid);
+        }
         let old = self
             .last(&target.uid)
             .or_else(|| api_status.cloned())
@@ -142,6 +145,7 @@ impl StatusManager {
 
     /// Forgets a pod (it is gone).
     pub fn forget(&self, uid: &str) {
+        crate::metrics::kubelet_metrics().pod_forgotten(uid);
         self.reported().remove(uid);
     }
 }

@@ -111,6 +111,12 @@ impl PodWorkers {
         self.workers().keys().cloned().collect()
     }
 
+    /// The pods with a worker (the kubelet server's `/pods`).
+    #[must_use]
+    pub fn pods(&self) -> Vec<Arc<Pod>> {
+        self.workers().values().map(|w| w.pod.clone()).collect()
+    }
+
     /// A pod from a source was added or changed.
     pub fn update(self: &Arc<Self>, pod: Arc<Pod>) {
         let id = uid(&pod);
@@ -125,6 +131,12 @@ impl PodWorkers {
             self.reject(&pod, &rejection.reason, &rejection.message);
             return;
         }
+        let running = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Running");
+        crate::metrics::kubelet_metrics().pod_seen(&id, running);
         let (tx, rx) = mpsc::unbounded_channel();
         workers.insert(
             id,
