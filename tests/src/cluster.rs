@@ -136,6 +136,16 @@ impl TestCluster {
 
         let root_dir = dir.path().join("root");
         let config = dir.path().join("kubelet.yaml");
+        // The kubelet server trusts client certificates of the cluster CA (the API server's
+        // kubelet client), as kubeadm sets it up.
+        let authentication = if options.kubelet_config.contains("authentication:") {
+            String::new()
+        } else {
+            format!(
+                "authentication:\n  x509:\n    clientCAFile: {}\n",
+                dir.path().join("control-plane/pki/ca.crt").display()
+            )
+        };
         std::fs::write(
             &config,
             format!(
@@ -143,6 +153,7 @@ impl TestCluster {
                  kind: KubeletConfiguration\n\
                  containerRuntimeEndpoint: {endpoint}\n\
                  cgroupRoot: {cgroup_root}\n\
+                 {authentication}\
                  {}\n",
                 options.kubelet_config
             ),
