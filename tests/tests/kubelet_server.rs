@@ -319,13 +319,62 @@ async fn kubectl_logs_previous_after_a_restart(ctx: Ctx) -> Result<()> {
 async fn kubectl_exec_runs_commands_with_stdin_and_exit_codes(ctx: Ctx) -> Result<()> {
     let ns = ctx.namespace("ks-exec").await?;
     running_pod(&ctx, &ns, &shell_pod("sleeper", "Always", "sleep 3600")?).await?;
-    let hostname = kubectl_ok(
-        &ctx,
-        &ns,
-        &["exec", "sleeper", "--", "cat", "/etc/hostname"],
-    )
-    .await?;
-    ensure!(hostname.trim() == "sleeper", "/etc/hostname: {hostname:?}");
+    // kubectl 1.31+ asks for WebSocket streams first; without, it speaks SPDY.
+    for websockets in ["true", "false"] {
+        let output = kubectl_command(
+            &ctx,
+            &ns,
+            &["exec", "sleeper", "--", "cat", "/etc/hostname"],
+        )
+        .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+        .output()
+        .await?;
+        ensure!(
+            output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "sleeper",
+            "exec with KUBECTL_REMOTE_COMMAND_WEBSOCKETS={websockets}: {output:?}"
+        );
+    }
+    // Straight at the kubelet: both upgrades reach the runtime's streaming server and come
+    // back switched, with the protocol it chose.
+    let path = format!("/exec/{ns}/sleeper/main?command=true&output=1");
+    for (method, headers) in [
+        (
+            "GET",
+            vec![
+                "Connection: Upgrade",
+                "Upgrade: websocket",
+                "Sec-WebSocket-Version: 13",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Protocol: v4.channel.k8s.io",
+            ],
+        ),
+        (
+            "POST",
+            vec![
+                "Connection: Upgrade",
+                "Upgrade: SPDY/3.1",
+                "X-Stream-Protocol-Version: v4.channel.k8s.io",
+            ],
+        ),
+    ] {
+        let mut command = tokio::process::Command::new("curl");
+        command.args(["-sk", "-i", "--http1.1", "--max-time", "5", "-X", method]);
+        command
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {ADMIN_TOKEN}"));
+        for header in &headers {
+            command.arg("-H").arg(header);
+        }
+        let output = command
+            .arg(format!("https://{}:10250{path}", ctx.node_ip))
+            .output()
+            .await?;
+        let head = String::from_utf8_lossy(&output.stdout).to_lowercase();
+        ensure!(
+            head.starts_with("http/1.1 101") && head.contains("v4.channel.k8s.io"),
+            "{headers:?} upgrade of {method} /exec: {head:?}"
+        );
+    }
     let output = kubectl_with_input(
         &ctx,
         &ns,
