@@ -566,7 +566,7 @@ async fn container_logs_refuse_path_traversal(ctx: Ctx) -> Result<()> {
         "/containerLogs/%2e%2e/%2e%2e/passwd".to_owned(),
         format!("/containerLogs/{ns}/victim/.."),
         format!("/containerLogs/{ns}/victim/main/../../../../etc/passwd"),
-        format!("/containerLogs/..%2F..%2F..%2Fetc/victim/main"),
+        "/containerLogs/..%2F..%2F..%2Fetc/victim/main".to_owned(),
     ] {
         let (code, body) = curl_kubelet(&ctx, &path, Some(ADMIN_TOKEN)).await?;
         ensure!(code == 400 || code == 404, "{path}: {code} {body:?}");
@@ -620,7 +620,7 @@ fn parse_prometheus(text: &str) -> Result<(BTreeMap<String, String>, Vec<Sample>
         let (series, rest) = match line.find('{') {
             Some(_) => {
                 let close = line.rfind('}').with_context(at)?;
-                (&line[..close + 1], line[close + 1..].trim())
+                (&line[..=close], line[close + 1..].trim())
             }
             None => line
                 .split_once(' ')
@@ -845,7 +845,7 @@ async fn logs_rotate_and_are_read_across_files(ctx: Ctx) -> Result<()> {
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = pods.get("chatty").await?.metadata.uid.unwrap_or_default();
     let dir = PathBuf::from(format!("/var/log/pods/{ns}_chatty_{uid}/main"));
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     loop {
         let logs = kubectl_ok(&ctx, &ns, &["logs", "chatty"]).await?;
         if logs.ends_with("done-writing\n") {
