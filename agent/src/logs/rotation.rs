@@ -223,6 +223,76 @@ fn remove_excess(current: &Path, keep: usize) -> Result<(), RotationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrolet_cri::contract::{container_config, sandbox_config};
+    use ferrolet_cri::fake::FakeRuntime;
+
+    /// A running container of the fake runtime whose log is `dir/0.log`.
+    async fn running_container(fake: &FakeRuntime, dir: &Path) -> String {
+        fake.add_image("busybox:1.35");
+        let config = sandbox_config("web", "");
+        let sandbox = fake.run_pod_sandbox(&config, "").await.unwrap();
+        let mut container = container_config("app", "busybox:1.35", &[]);
+        container.log_path = dir.join("0.log").display().to_string();
+        let id = fake
+            .create_container(&sandbox, &container, &config)
+            .await
+            .unwrap();
+        fake.start_container(&id).await.unwrap();
+        id
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn big_logs_are_rotated_reopened_and_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeRuntime::new();
+        let id = running_container(&fake, dir.path()).await;
+        let manager =
+            ContainerLogManager::new(Arc::new(fake.clone()), 100, 3, Duration::from_secs(1));
+        let current = dir.path().join("0.log");
+        std::fs::write(&current, [b'x'; 99]).unwrap();
+        assert!(
+            !manager.rotate_if_needed(&id).await.unwrap(),
+            "under the limit"
+        );
+        for round in 1..=4 {
+            // The runtime writes on: what it reopened grows past the limit again.
+            std::fs::write(&current, [b'x'; 100]).unwrap();
+            fake.clear_calls();
+            manager.rotate_all().await;
+            assert!(
+                fake.operations().contains(&"ReopenContainerLog"),
+                "round {round}"
+            );
+            let names = names(dir.path());
+            let rotated = names.iter().filter(|n| n.starts_with("0.log.")).count();
+            // The current file and at most max_files - 1 rotated ones (the fake does not
+            // recreate the current file).
+            assert_eq!(rotated, round.min(2), "round {round}: {names:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_reopen_gives_the_file_its_name_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeRuntime::new();
+        let id = running_container(&fake, dir.path()).await;
+        let manager =
+            ContainerLogManager::new(Arc::new(fake.clone()), 10, 5, Duration::from_secs(1));
+        std::fs::write(dir.path().join("0.log"), [b'x'; 20]).unwrap();
+        fake.inject_error("ReopenContainerLog", tonic::Status::unavailable("down"));
+        let err = manager.rotate_if_needed(&id).await.unwrap_err();
+        assert!(matches!(err, RotationError::Reopen { .. }), "{err}");
+        assert_eq!(names(dir.path()), ["0.log"]);
+    }
 
     #[test]
     fn suffixes_sort_by_time() {
