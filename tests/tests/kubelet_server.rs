@@ -443,7 +443,19 @@ async fn kubectl_port_forward_reaches_httpd_in_the_pod(ctx: Ctx) -> Result<()> {
     let ns = ctx.namespace("ks-portforward").await?;
     let script = "mkdir -p /www && echo hello-port-forward > /www/index.html && exec httpd -f -p 8080 -h /www";
     running_pod(&ctx, &ns, &shell_pod("web", "Always", script)?).await?;
-    let mut child = kubectl_command(&ctx, &ns, &["port-forward", "pod/web", ":8080"])
+    // kubectl 1.31+ tunnels port-forward through a WebSocket first and falls back to SPDY
+    // when the upgrade is refused; without, it speaks SPDY at once.
+    for websockets in ["true", "false"] {
+        port_forward_once(&ctx, &ns, websockets)
+            .await
+            .with_context(|| format!("KUBECTL_PORT_FORWARD_WEBSOCKETS={websockets}"))?;
+    }
+    Ok(())
+}
+
+async fn port_forward_once(ctx: &Ctx, ns: &str, websockets: &str) -> Result<()> {
+    let mut child = kubectl_command(ctx, ns, &["port-forward", "pod/web", ":8080"])
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(Stdio::null())
