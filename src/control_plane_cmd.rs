@@ -40,6 +40,10 @@ pub struct ControlPlaneArgs {
     /// Where to write the admin kubeconfig (default: <data-dir>/admin.kubeconfig).
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
+    /// Write a kubeconfig for node NAME at PATH (`NAME=PATH`, repeatable): a client
+    /// certificate for `system:node:NAME` in `system:nodes`, for `ferrolet node --kubeconfig`.
+    #[arg(long, value_name = "NAME=PATH", value_parser = parse_node_kubeconfig)]
+    node_kubeconfig: Vec<(String, PathBuf)>,
     /// How long a node may go without renewing its Lease before it is marked unreachable.
     #[arg(long, default_value = "50s", value_parser = crate::cri_cmd::parse_duration)]
     node_monitor_grace_period: Duration,
@@ -51,6 +55,15 @@ pub struct ControlPlaneArgs {
     compaction_interval: Duration,
 }
 
+fn parse_node_kubeconfig(value: &str) -> Result<(String, PathBuf), String> {
+    match value.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected NAME=PATH, got {value:?}")),
+    }
+}
+
 pub async fn run(args: ControlPlaneArgs) -> anyhow::Result<()> {
     let mut config = ControlPlaneConfig::new(args.data_dir);
     config.bind_address = args.bind_address;
@@ -60,6 +73,7 @@ pub async fn run(args: ControlPlaneArgs) -> anyhow::Result<()> {
     config.service_cidr = args.service_cluster_ip_range;
     config.token_auth_file = args.token_auth_file;
     config.kubeconfig_out = args.kubeconfig_out;
+    config.node_kubeconfigs = args.node_kubeconfig;
     config.node_monitor_grace_period = args.node_monitor_grace_period;
     config.pod_eviction_timeout = args.pod_eviction_timeout;
     config.compaction_interval = args.compaction_interval;

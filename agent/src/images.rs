@@ -228,7 +228,7 @@ impl ImageManager {
             },
         );
         Err(ImageError::Pull {
-            message: format!("failed to pull image {image:?}: {message}"),
+            message: format!("Failed to pull image {image:?}: {message}"),
         })
     }
 }

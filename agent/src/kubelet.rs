@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferrolet_cri::{ConnectOptions, RemoteRuntime, RuntimeEndpoint, RuntimeService};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CgroupDriver as ConfigCgroupDriver, KubeletConfiguration};
@@ -221,6 +222,7 @@ pub async fn run(options: KubeletOptions, cancel: CancellationToken) -> Result<(
             source,
         })?;
     tracing::info!(node = %node_name, %node_ip, "node registered");
+    let node_object = node.clone();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(node_status.run(cancel.clone()));
     tasks.spawn(LeaseRenewer::from_config(client.clone(), &node_name, config).run(cancel.clone()));
@@ -243,15 +245,26 @@ pub async fn run(options: KubeletOptions, cancel: CancellationToken) -> Result<(
             node_ip,
             remote.runtime_version().runtime_name.clone(),
             host.as_ref(),
-            node.status.and_then(|s| s.allocatable).unwrap_or_default(),
+            node.status
+                .as_ref()
+                .and_then(|s| s.allocatable.clone())
+                .unwrap_or_default(),
         ),
         backoff: Mutex::new(ContainerBackoff::new()),
         image_backoff: Mutex::new(ImagePullBackoff::new()),
     });
+    let (node_tx, node_rx) = watch::channel(Some(Arc::new(node_object)));
+    tasks.spawn(watch_node(
+        client.clone(),
+        node_name.clone(),
+        node_tx,
+        cancel.clone(),
+    ));
     let workers = PodWorkers::new(
         syncer.clone(),
         Arc::new(StatusManager::new(Some(client.clone()))),
         Some(client.clone()),
+        node_rx,
         usize::try_from(config.max_pods).unwrap_or(110),
         cancel.clone(),
     );
@@ -279,6 +292,37 @@ pub async fn run(options: KubeletOptions, cancel: CancellationToken) -> Result<(
     cancel.cancel();
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Keeps `node` current with this node's object in the API (labels and allocatable, for
+/// admission).
+async fn watch_node(
+    client: kube::Client,
+    name: String,
+    node: watch::Sender<Option<Arc<Node>>>,
+    cancel: CancellationToken,
+) {
+    use futures::StreamExt as _;
+    use kube::runtime::watcher::{self, Event};
+    let api: kube::Api<Node> = kube::Api::all(client);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = std::pin::pin!(watcher::watcher(api, config));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            event = events.next() => match event {
+                Some(Ok(Event::Apply(object) | Event::InitApply(object))) => {
+                    node.send_replace(Some(Arc::new(object)));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
+                    tracing::debug!(node = %name, %err, "watch the node");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                None => return,
+            },
+        }
+    }
 }
 
 /// Hands pod updates and runtime events to the pod workers; once the sources have synced,

@@ -6,6 +6,7 @@
 //! CRI-O or ferrolet's own runtime.
 
 pub mod config;
+pub mod downward;
 pub mod events;
 pub mod images;
 pub mod kubelet;
@@ -13,6 +14,7 @@ pub mod kuberuntime;
 pub mod node;
 pub mod pleg;
 pub mod pods;
+pub mod quantity;
 pub mod sources;
 pub mod status;
 pub mod volumes;

@@ -199,15 +199,16 @@ pub async fn watch_files(
             _ = ticker.tick() => {}
         }
         let mut seen = BTreeMap::new();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+        // A directory that is gone holds no pods (theirs are removed below).
+        let entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.flatten().collect(),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(err) => {
                 tracing::warn!(dir = %dir.display(), %err, "read static pod directory");
                 continue;
             }
         };
-        for entry in entries.flatten() {
+        for entry in entries {
             let path = entry.path();
             let manifest = path
                 .extension()

@@ -39,6 +39,9 @@ pub struct ControlPlaneConfig {
     pub token_auth_file: Option<PathBuf>,
     /// Where to write the admin kubeconfig (default `<data dir>/admin.kubeconfig`).
     pub kubeconfig_out: Option<PathBuf>,
+    /// Kubeconfigs to write for nodes, as (node name, path): a client certificate for
+    /// `CN=system:node:<name>, O=system:nodes`, what `kubeadm kubeconfig user` gives a kubelet.
+    pub node_kubeconfigs: Vec<(String, PathBuf)>,
     pub node_monitor_grace_period: Duration,
     pub pod_eviction_timeout: Duration,
     /// How often store history older than the previous run of compaction is dropped.
@@ -60,6 +63,7 @@ impl ControlPlaneConfig {
             service_cidr: "10.96.0.0/12".into(),
             token_auth_file: None,
             kubeconfig_out: None,
+            node_kubeconfigs: Vec::new(),
             node_monitor_grace_period: Duration::from_secs(50),
             pod_eviction_timeout: Duration::from_mins(5),
             compaction_interval: Duration::from_mins(5),
@@ -138,6 +142,30 @@ pub enum Error {
     LoopbackClient(#[source] kube::Error),
 }
 
+/// Writes the kubeconfigs of `--node-kubeconfig`, each with a new client certificate.
+fn write_node_kubeconfigs(
+    config: &ControlPlaneConfig,
+    pki: &ClusterPki,
+    server_url: &str,
+) -> Result<(), Error> {
+    for (node, path) in &config.node_kubeconfigs {
+        let user = format!("system:node:{node}");
+        let certificate = pki
+            .issue_client_certificate(&user, &["system:nodes"], Duration::from_hours(24 * 365))
+            .map_err(|source| Error::Pki {
+                path: pki.dir().to_owned(),
+                source,
+            })?;
+        Kubeconfig::for_client_certificate(pki, server_url, &user, &certificate)
+            .write_to(path)
+            .map_err(|source| Error::Kubeconfig {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 /// A running control plane.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -189,6 +217,8 @@ impl ControlPlane {
                 path: kubeconfig.clone(),
                 source,
             })?;
+
+        write_node_kubeconfigs(&config, &pki, &server_url)?;
 
         let (access, loopback_token) = authentication(&config, &pki)?;
         let (store, embedded) = open_store(&config).await?;

@@ -7,6 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod cluster;
+pub mod cri_facts;
+pub mod pods;
+pub mod process;
+pub mod suite;
+
 use ferrolet_cri::{ConnectOptions, RemoteRuntime, RuntimeEndpoint};
 
 /// How to get every prerequisite at once.

@@ -1,7 +1,6 @@
 //! The CRI client against the real containerd that `hack/containerd` runs: a pod's whole
 //! life through CRI, the error paths, and proof that nothing is left behind.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
@@ -13,75 +12,11 @@ use ferrolet_cri::{
     image_spec,
 };
 use ferrolet_images::{BUSYBOX, PAUSE, REGISTRY_BUSYBOX, REGISTRY_ONLY};
+use ferrolet_tests::cri_facts::{LogLine, SandboxFootprint, footprint, parse_cri_log};
 use ferrolet_tests::{
     CgroupParent, cidr_contains, containerd, eventually, links_in_netns, mount_points, node_netns,
     pod_cidr, process_alive, registry,
 };
-
-/// What containerd's verbose `PodSandboxStatus` says about the sandbox on the host.
-#[derive(Debug)]
-struct SandboxFootprint {
-    pid: u32,
-    netns_path: String,
-    host_veth: String,
-}
-
-fn footprint(info: &HashMap<String, String>) -> SandboxFootprint {
-    let info: serde_json::Value =
-        serde_json::from_str(info.get("info").expect("verbose info")).expect("info is JSON");
-    let pid = u32::try_from(info["pid"].as_u64().expect("sandbox pid")).expect("pid fits u32");
-    let netns_path = info["runtimeSpec"]["linux"]["namespaces"]
-        .as_array()
-        .expect("namespaces")
-        .iter()
-        .find(|ns| ns["type"] == "network")
-        .and_then(|ns| ns["path"].as_str())
-        .expect("network namespace path")
-        .to_owned();
-    let host_veth = info["cniResult"]["Interfaces"]
-        .as_object()
-        .expect("CNI interfaces")
-        .keys()
-        .find(|name| name.starts_with("veth"))
-        .expect("host side veth")
-        .clone();
-    SandboxFootprint {
-        pid,
-        netns_path,
-        host_veth,
-    }
-}
-
-/// One line of a CRI container log: `<RFC3339Nano> <stdout|stderr> <F|P> <content>`.
-#[derive(Debug, PartialEq, Eq)]
-struct LogLine {
-    stream: String,
-    tag: String,
-    content: String,
-}
-
-fn parse_cri_log(text: &str) -> Vec<LogLine> {
-    text.lines()
-        .map(|line| {
-            let mut parts = line.splitn(4, ' ');
-            let time = parts.next().expect("timestamp");
-            // 2026-11-21T21:40:00.123456789Z or with a numeric offset.
-            assert!(
-                time.len() >= 20 && time.as_bytes()[10] == b'T' && time.contains('.'),
-                "not an RFC3339Nano time: {line:?}"
-            );
-            let stream = parts.next().expect("stream").to_owned();
-            assert!(stream == "stdout" || stream == "stderr", "{line:?}");
-            let tag = parts.next().expect("tag").to_owned();
-            assert!(tag == "F" || tag == "P", "{line:?}");
-            LogLine {
-                stream,
-                tag,
-                content: parts.next().unwrap_or_default().to_owned(),
-            }
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn version_reports_containerd_on_cri_v1() {

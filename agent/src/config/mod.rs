@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::node::quantity::Quantity;
+use crate::quantity::Quantity;
 
 pub use duration::{DurationError, GoDuration, format_go_duration, parse_go_duration};
 

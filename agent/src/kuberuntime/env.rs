@@ -5,15 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 
 use ferrolet_cri::api::KeyValue;
-use k8s_openapi::api::core::v1::{Container, EnvVarSource, Pod};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVarSource, ObjectFieldSelector, Pod, ResourceFieldSelector,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
-use super::downward::{field_ref_value, resource_field_value};
 use super::expansion::expand;
-use super::quantity::QuantityError;
 use super::{Warning, WithWarnings, pod_namespace};
+use crate::downward::{self, DownwardError};
 
 /// Where `ConfigMaps` and Secrets come from (the kubelet's configmap and secret managers). A
 /// `None` answer means the object does not exist.
@@ -85,32 +87,16 @@ pub enum EnvError {
     /// A `fieldRef` with an `apiVersion` other than `v1`.
     #[error("env {env}: unsupported pod version: {version}")]
     UnsupportedFieldRefVersion { env: String, version: String },
-    /// A `fieldRef` path the downward API does not offer as an env var.
-    #[error("env {env}: unsupported fieldPath: {path}")]
-    UnsupportedFieldPath { env: String, path: String },
-    /// A `metadata.labels['k']`/`metadata.annotations['k']` key that is not a valid key.
-    #[error("env {env}: invalid key subscript in {path}: {reason}")]
-    InvalidFieldSubscript {
-        env: String,
-        path: String,
-        reason: String,
-    },
     /// `status.hostIP(s)` was asked for but the node's IPs are not known yet.
     #[error("env {env}: no host IP known for the node ({path})")]
     HostIpUnknown { env: String, path: String },
-    /// A `resourceFieldRef` resource the downward API does not offer.
-    #[error("env {env}: unsupported container resource : {resource}")]
-    UnsupportedResource { env: String, resource: String },
-    /// A `resourceFieldRef.containerName` that names no container of the pod.
-    #[error("env {env}: container {container} not found")]
-    ContainerNotFound { env: String, container: String },
-    /// A resource quantity (a request, a limit, a divisor) did not parse.
-    #[error("env {env}: invalid quantity {value:?} in {field}: {reason}")]
-    InvalidQuantity {
+    /// A `fieldRef` or `resourceFieldRef` the downward API cannot answer: an unsupported
+    /// path or resource, an invalid subscript, an unknown container, a bad quantity.
+    #[error("env {env}: {source}")]
+    Downward {
         env: String,
-        field: String,
-        value: String,
-        reason: QuantityError,
+        #[source]
+        source: DownwardError,
     },
 }
 
@@ -131,42 +117,25 @@ pub fn container_env(
     let namespace = pod_namespace(pod);
     let mut env = OrderedEnv::default();
     let mut warnings = Vec::new();
-    let mut config_maps: BTreeMap<String, Option<BTreeMap<String, String>>> = BTreeMap::new();
-    let mut secrets: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>> = BTreeMap::new();
+    let mut sources = SourceCache::new(namespace, ctx.sources);
 
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.as_deref().unwrap_or_default();
         let (kind, name, entries) = if let Some(cm_ref) = &source.config_map_ref {
-            let data = config_maps
-                .entry(cm_ref.name.clone())
-                .or_insert_with(|| ctx.sources.config_map(namespace, &cm_ref.name));
-            let Some(data) = data else {
-                if cm_ref.optional.unwrap_or(false) {
-                    continue;
-                }
-                return Err(EnvError::ConfigMapNotFound {
-                    namespace: namespace.to_owned(),
-                    name: cm_ref.name.clone(),
-                });
+            let optional = cm_ref.optional.unwrap_or(false);
+            let Some(data) = sources.config_map(&cm_ref.name, optional)? else {
+                continue;
             };
             let entries: Vec<(String, String)> =
                 data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             ("configMap", cm_ref.name.clone(), entries)
         } else if let Some(secret_ref) = &source.secret_ref {
-            let data = secrets
-                .entry(secret_ref.name.clone())
-                .or_insert_with(|| ctx.sources.secret(namespace, &secret_ref.name));
-            let Some(data) = data else {
-                if secret_ref.optional.unwrap_or(false) {
-                    continue;
-                }
-                return Err(EnvError::SecretNotFound {
-                    namespace: namespace.to_owned(),
-                    name: secret_ref.name.clone(),
-                });
+            let optional = secret_ref.optional.unwrap_or(false);
+            let Some(data) = sources.secret(&secret_ref.name, optional)? else {
+                continue;
             };
             let mut entries = Vec::with_capacity(data.len());
-            for (key, value) in data.iter() {
+            for (key, value) in data {
                 entries.push((
                     key.clone(),
                     secret_string(namespace, &secret_ref.name, key, value)?,
@@ -206,15 +175,7 @@ pub fn container_env(
                     .or_else(|| ctx.service_env.get(name).map(String::as_str))
             })
         } else if let Some(from) = &var.value_from {
-            let resolved = resolve_value_from(
-                pod,
-                container,
-                &var.name,
-                from,
-                ctx,
-                &mut config_maps,
-                &mut secrets,
-            )?;
+            let resolved = resolve_value_from(pod, container, &var.name, from, ctx, &mut sources)?;
             match resolved {
                 Some(value) => value,
                 // An optional reference to something missing defines nothing.
@@ -244,8 +205,7 @@ fn resolve_value_from(
     env_name: &str,
     from: &EnvVarSource,
     ctx: &EnvContext<'_>,
-    config_maps: &mut BTreeMap<String, Option<BTreeMap<String, String>>>,
-    secrets: &mut BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
+    sources: &mut SourceCache<'_>,
 ) -> Result<Option<String>, EnvError> {
     let namespace = pod_namespace(pod);
     if let Some(field) = &from.field_ref {
@@ -256,17 +216,8 @@ fn resolve_value_from(
     }
     if let Some(selector) = &from.config_map_key_ref {
         let optional = selector.optional.unwrap_or(false);
-        let data = config_maps
-            .entry(selector.name.clone())
-            .or_insert_with(|| ctx.sources.config_map(namespace, &selector.name));
-        let Some(data) = data else {
-            if optional {
-                return Ok(None);
-            }
-            return Err(EnvError::ConfigMapNotFound {
-                namespace: namespace.to_owned(),
-                name: selector.name.clone(),
-            });
+        let Some(data) = sources.config_map(&selector.name, optional)? else {
+            return Ok(None);
         };
         return match data.get(&selector.key) {
             Some(value) => Ok(Some(value.clone())),
@@ -280,17 +231,8 @@ fn resolve_value_from(
     }
     if let Some(selector) = &from.secret_key_ref {
         let optional = selector.optional.unwrap_or(false);
-        let data = secrets
-            .entry(selector.name.clone())
-            .or_insert_with(|| ctx.sources.secret(namespace, &selector.name));
-        let Some(data) = data else {
-            if optional {
-                return Ok(None);
-            }
-            return Err(EnvError::SecretNotFound {
-                namespace: namespace.to_owned(),
-                name: selector.name.clone(),
-            });
+        let Some(data) = sources.secret(&selector.name, optional)? else {
+            return Ok(None);
         };
         return match data.get(&selector.key) {
             Some(value) => secret_string(namespace, &selector.name, &selector.key, value).map(Some),
@@ -303,6 +245,75 @@ fn resolve_value_from(
         };
     }
     Ok(Some(String::new()))
+}
+
+/// The `ConfigMaps` and Secrets of the pod's namespace, each fetched at most once while one
+/// container's environment is built; a missing one is an error unless the reference is
+/// optional.
+struct SourceCache<'a> {
+    namespace: &'a str,
+    source: &'a dyn EnvSource,
+    config_maps: BTreeMap<String, Option<BTreeMap<String, String>>>,
+    secrets: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
+}
+
+impl<'a> SourceCache<'a> {
+    fn new(namespace: &'a str, source: &'a dyn EnvSource) -> Self {
+        SourceCache {
+            namespace,
+            source,
+            config_maps: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+        }
+    }
+
+    /// The data of `ConfigMap` `name`; `None` when it does not exist and `optional`.
+    fn config_map(
+        &mut self,
+        name: &str,
+        optional: bool,
+    ) -> Result<Option<&BTreeMap<String, String>>, EnvError> {
+        let (namespace, source) = (self.namespace, self.source);
+        let fetch = || source.config_map(namespace, name);
+        cached(&mut self.config_maps, name, optional, fetch, || {
+            EnvError::ConfigMapNotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            }
+        })
+    }
+
+    /// The data of Secret `name`; `None` when it does not exist and `optional`.
+    fn secret(
+        &mut self,
+        name: &str,
+        optional: bool,
+    ) -> Result<Option<&BTreeMap<String, Vec<u8>>>, EnvError> {
+        let (namespace, source) = (self.namespace, self.source);
+        let fetch = || source.secret(namespace, name);
+        cached(&mut self.secrets, name, optional, fetch, || {
+            EnvError::SecretNotFound {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            }
+        })
+    }
+}
+
+/// `cache[name]`, fetched on first use; `None` when the object does not exist and the
+/// reference is `optional`, the `not_found` error when it is not.
+fn cached<'c, T>(
+    cache: &'c mut BTreeMap<String, Option<T>>,
+    name: &str,
+    optional: bool,
+    fetch: impl FnOnce() -> Option<T>,
+    not_found: impl FnOnce() -> EnvError,
+) -> Result<Option<&'c T>, EnvError> {
+    match cache.entry(name.to_owned()).or_insert_with(fetch) {
+        Some(data) => Ok(Some(data)),
+        None if optional => Ok(None),
+        None => Err(not_found()),
+    }
 }
 
 fn secret_string(namespace: &str, name: &str, key: &str, value: &[u8]) -> Result<String, EnvError> {
@@ -348,5 +359,117 @@ impl OrderedEnv {
             .into_iter()
             .map(|(key, value)| KeyValue { key, value })
             .collect()
+    }
+}
+
+/// The downward API value of a `fieldRef` (`podFieldSelectorRuntimeValue`): the node and pod
+/// IPs and `spec` fields only environment variables offer, then the pod's metadata.
+fn field_ref_value(
+    pod: &Pod,
+    env: &str,
+    selector: &ObjectFieldSelector,
+    ctx: &EnvContext<'_>,
+) -> Result<String, EnvError> {
+    let version = selector.api_version.as_deref().unwrap_or_default();
+    // The API server defaults an empty apiVersion to v1; accept both.
+    if !version.is_empty() && version != "v1" {
+        return Err(EnvError::UnsupportedFieldRefVersion {
+            env: env.to_owned(),
+            version: version.to_owned(),
+        });
+    }
+    let path = selector.field_path.as_str();
+    let spec = pod.spec.as_ref();
+    let host_ip = |joined: bool| -> Result<String, EnvError> {
+        if ctx.host_ips.is_empty() {
+            return Err(EnvError::HostIpUnknown {
+                env: env.to_owned(),
+                path: path.to_owned(),
+            });
+        }
+        Ok(if joined {
+            ctx.host_ips.join(",")
+        } else {
+            ctx.host_ips[0].clone()
+        })
+    };
+    let pod_ips = || sort_pod_ips(&ctx.pod_ips, ctx.host_ips.first().map(String::as_str));
+    Ok(match path {
+        "spec.nodeName" | "spec.host" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
+        "status.hostIP" => host_ip(false)?,
+        "status.hostIPs" => host_ip(true)?,
+        "status.podIP" => pod_ips().first().cloned().unwrap_or_default(),
+        "status.podIPs" => pod_ips().join(","),
+        _ => downward::field_path_value(pod, path).map_err(|source| EnvError::Downward {
+            env: env.to_owned(),
+            source,
+        })?,
+    })
+}
+
+/// `sortPodIPs`: at most one IP of the node's primary family, then one of the other.
+fn sort_pod_ips(pod_ips: &[String], primary_host_ip: Option<&str>) -> Vec<String> {
+    let primary_is_v6 = primary_host_ip
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+        .is_some_and(|ip| ip.is_ipv6());
+    let of_family = |v6: bool| {
+        pod_ips
+            .iter()
+            .find(|ip| ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6() == v6))
+            .cloned()
+    };
+    of_family(primary_is_v6)
+        .into_iter()
+        .chain(of_family(!primary_is_v6))
+        .collect()
+}
+
+/// The downward API value of a `resourceFieldRef` (`containerResourceRuntimeValue` after
+/// `defaultPodLimitsForDownwardAPI`): the container itself and the pod's regular containers
+/// see the node's allocatable as the limits they do not set; init containers named by
+/// `containerName` do not.
+fn resource_field_value(
+    pod: &Pod,
+    container: &Container,
+    env: &str,
+    selector: &ResourceFieldSelector,
+    ctx: &EnvContext<'_>,
+) -> Result<String, EnvError> {
+    let (target, default_limits) = match selector.container_name.as_deref() {
+        None | Some("") => (Ok(container), true),
+        Some(name) => {
+            let is_regular = pod
+                .spec
+                .iter()
+                .flat_map(|s| &s.containers)
+                .any(|c| c.name == name);
+            (downward::find_container(pod, name), is_regular)
+        }
+    };
+    let default_limits = default_limits.then_some(&ctx.node_allocatable);
+    target
+        .and_then(|target| downward::container_resource_value(selector, target, default_limits))
+        .map_err(|source| EnvError::Downward {
+            env: env.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sort_pod_ips;
+
+    #[test]
+    fn pod_ips_follow_node_family() {
+        let ips = vec!["fd00::5".to_owned(), "10.0.0.5".to_owned()];
+        assert_eq!(
+            sort_pod_ips(&ips, Some("192.168.1.1")),
+            ["10.0.0.5", "fd00::5"]
+        );
+        assert_eq!(sort_pod_ips(&ips, Some("fd00::1")), ["fd00::5", "10.0.0.5"]);
+        assert_eq!(sort_pod_ips(&ips, None), ["10.0.0.5", "fd00::5"]);
     }
 }

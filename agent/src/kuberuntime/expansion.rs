@@ -1,14 +1,27 @@
-//! `$(VAR_NAME)` expansion in env values, `command` and `args`, with the rules of upstream's
-//! `third_party/forked/golang/expansion`:
+//! `$(VAR_NAME)` expansion in env values, `command`, `args` and `subPathExpr`, with the rules
+//! of upstream's `third_party/forked/golang/expansion`:
 //!
-//! - `$(NAME)` is replaced by the mapping's value; an unknown `NAME` is left as `$(NAME)`;
+//! - `$(NAME)` is replaced by the mapping's value; with [`expand`] an unknown `NAME` is left
+//!   as `$(NAME)`;
 //! - `$$` is an escaped `$`, so `$$(NAME)` yields the literal `$(NAME)`;
 //! - a `$(` without a closing `)` and a `$` before any other byte are kept as written.
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
 /// Expands every `$(NAME)` in `input` through `lookup`; references for which `lookup` returns
-/// `None` are left untouched.
+/// `None` are left untouched (`Expand` with `MappingFuncFor`).
 #[must_use]
 pub fn expand<'a>(input: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> String {
+    expand_with(input, |name| match lookup(name) {
+        Some(value) => Cow::Borrowed(value),
+        None => Cow::Owned(format!("$({name})")),
+    })
+}
+
+/// Expands every `$(NAME)` in `input` with what `mapping` returns for `NAME` (`Expand`); the
+/// mapping is called once per reference, in order.
+pub fn expand_with<S: AsRef<str>>(input: &str, mut mapping: impl FnMut(&str) -> S) -> String {
     let bytes = input.as_bytes();
     let mut out = String::with_capacity(input.len());
     let mut checkpoint = 0;
@@ -25,14 +38,7 @@ pub fn expand<'a>(input: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> Stri
                 }
                 b'(' => {
                     if let Some(close) = rest.find(')') {
-                        let name = &rest[1..close];
-                        if let Some(value) = lookup(name) {
-                            out.push_str(value);
-                        } else {
-                            out.push_str("$(");
-                            out.push_str(name);
-                            out.push(')');
-                        }
+                        out.push_str(mapping(&rest[1..close]).as_ref());
                         close + 1
                     } else {
                         // Incomplete reference: keep `$(` and go on after it.
@@ -55,9 +61,31 @@ pub fn expand<'a>(input: &str, lookup: impl Fn(&str) -> Option<&'a str>) -> Stri
     out
 }
 
+/// Expands a `subPathExpr` against the container's environment; every referenced variable must
+/// have a non-empty value (`kubecontainer.ExpandContainerVolumeMounts`). On failure returns the
+/// missing names, sorted and comma-separated.
+pub fn expand_sub_path_expr(
+    expr: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut missing = BTreeSet::new();
+    let expanded = expand_with(expr, |name| match env(name) {
+        Some(value) if !value.is_empty() => value,
+        _ => {
+            missing.insert(name.to_owned());
+            String::new()
+        }
+    });
+    if missing.is_empty() {
+        Ok(expanded)
+    } else {
+        Err(missing.into_iter().collect::<Vec<_>>().join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::expand;
+    use super::{expand, expand_sub_path_expr, expand_with};
     use std::collections::BTreeMap;
 
     fn run(input: &str) -> String {
@@ -110,5 +138,42 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(run(input), expected, "input {input:?}");
         }
+    }
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "POD" => Some("web-0".into()),
+            "NS" => Some("default".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn expands_with_a_mapping_like_kubernetes() {
+        let map = |s: &str| env(s).unwrap_or_else(|| format!("$({s})"));
+        assert_eq!(expand_with("logs/$(POD)", map), "logs/web-0");
+        assert_eq!(expand_with("$(NS)/$(POD)", map), "default/web-0");
+        assert_eq!(expand_with("$$(POD)", map), "$(POD)");
+        assert_eq!(expand_with("a$", map), "a$");
+        assert_eq!(expand_with("$(POD", map), "$(POD");
+        assert_eq!(expand_with("$x$(POD)", map), "$xweb-0");
+        assert_eq!(expand_with("é$é", map), "é$é");
+        let mut seen = Vec::new();
+        let out = expand_with("$(A)$(B)$()", |name: &str| {
+            seen.push(name.to_owned());
+            ""
+        });
+        assert_eq!(out, "");
+        assert_eq!(seen, ["A", "B", ""]);
+    }
+
+    #[test]
+    fn sub_path_expr_requires_every_variable() {
+        assert_eq!(expand_sub_path_expr("x/$(POD)", &env).unwrap(), "x/web-0");
+        assert_eq!(
+            expand_sub_path_expr("$(B)/$(A)/$(EMPTY)/$(POD)", &env).unwrap_err(),
+            "A, B, EMPTY"
+        );
     }
 }

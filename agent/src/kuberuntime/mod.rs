@@ -13,14 +13,13 @@
 //! | [`sandbox`] | `kuberuntime_sandbox.go`, `kuberuntime_sandbox_linux.go`, `util/util.go` |
 //! | [`dns`] | `network/dns/dns.go` |
 //! | [`hosts`] | `kubelet_pods.go` (`managedHostsFileContent`, `GeneratePodHostNameAndDomain`) |
-//! | [`env`](mod@env) | `kubelet_pods.go` (`makeEnvironmentVariables`), `fieldpath`, `api/v1/resource` |
+//! | [`env`](mod@env) | `kubelet_pods.go` (`makeEnvironmentVariables`, `podFieldSelectorRuntimeValue`); the downward API itself is [`crate::downward`] |
 //! | [`expansion`] | `third_party/forked/golang/expansion` |
 //! | [`container`] | `kuberuntime_container.go`, `helpers.go` |
 //! | [`labels`] | `labels.go`, `container/helpers.go` (`HashContainer`) |
 //! | [`resources`] | `kuberuntime_container_linux.go`, `helpers_linux.go`, `qos/policy.go` |
 //! | [`security`] | `security_context.go`, `security_context_others.go`, `pkg/securitycontext` |
 //! | [`qos`] | `apis/core/v1/helper/qos`, `cm/pod_container_manager_linux.go` |
-//! | [`quantity`] | `apimachinery/pkg/api/resource` (parsing and rounding only) |
 
 use std::collections::BTreeMap;
 
@@ -28,13 +27,11 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
 pub mod container;
 pub mod dns;
-mod downward;
 pub mod env;
 pub mod expansion;
 pub mod hosts;
 pub mod labels;
 pub mod qos;
-pub mod quantity;
 pub mod resources;
 pub mod sandbox;
 pub mod security;
@@ -68,7 +65,7 @@ pub enum ConfigError {
         pod: String,
         field: String,
         value: String,
-        reason: quantity::QuantityError,
+        reason: crate::quantity::QuantityError,
     },
 
     /// `spec.hostname` is not a DNS-1123 label (upstream `GeneratePodHostNameAndDomain`).
@@ -161,12 +158,7 @@ pub struct WithWarnings<T> {
 /// The pod's name, as `format.Pod` writes it in kubelet messages: `name_namespace(uid)`.
 #[must_use]
 pub fn format_pod(pod: &Pod) -> String {
-    format!(
-        "{}_{}({})",
-        pod_name(pod),
-        pod_namespace(pod),
-        pod.metadata.uid.as_deref().unwrap_or_default()
-    )
+    format!("{}_{}({})", pod_name(pod), pod_namespace(pod), pod_uid(pod))
 }
 
 pub(crate) fn pod_name(pod: &Pod) -> &str {

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use super::pod_uid;
-use super::quantity::Quantity;
+use crate::quantity::Quantity;
 
 /// The Kubernetes `QoS` class of a pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,7 +77,7 @@ pub fn compute_qos_class(pod: &Pod) -> QosClass {
         let resources = container.resources.as_ref();
         for (name, quantity) in qos_resources(resources.and_then(|r| r.requests.as_ref())) {
             let sum = requests.entry(name).or_insert(Quantity::ZERO);
-            *sum = sum.add(&quantity);
+            *sum = sum.saturating_add(&quantity);
         }
         let mut found = (false, false);
         for (name, quantity) in qos_resources(resources.and_then(|r| r.limits.as_ref())) {
@@ -86,7 +86,7 @@ pub fn compute_qos_class(pod: &Pod) -> QosClass {
                 _ => found.1 = true,
             }
             let sum = limits.entry(name).or_insert(Quantity::ZERO);
-            *sum = sum.add(&quantity);
+            *sum = sum.saturating_add(&quantity);
         }
         if found != (true, true) {
             guaranteed = false;
@@ -116,7 +116,7 @@ fn qos_resources(
             "memory" => "memory",
             _ => return None,
         };
-        let quantity = Quantity::parse(&value.0).ok()?;
+        let quantity = Quantity::from_api(value).ok()?;
         (quantity > Quantity::ZERO).then_some((name, quantity))
     })
 }

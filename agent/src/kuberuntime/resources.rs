@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use super::qos::QosClass;
-use super::quantity::Quantity;
 use super::{ConfigError, format_pod};
+use crate::quantity::Quantity;
 
 /// Minimum CPU shares the kernel accepts (and what zero CPU maps to).
 pub const MIN_SHARES: i64 = 2;
@@ -307,7 +307,7 @@ fn pod_aggregate(pod: &Pod, kind: &str) -> Result<BTreeMap<String, Quantity>, Co
 fn add_into(target: &mut BTreeMap<String, Quantity>, other: &BTreeMap<String, Quantity>) {
     for (name, quantity) in other {
         let entry = target.entry(name.clone()).or_insert(Quantity::ZERO);
-        *entry = entry.add(quantity);
+        *entry = entry.saturating_add(quantity);
     }
 }
 
@@ -344,7 +344,7 @@ fn parse_list(
     list.into_iter()
         .flatten()
         .map(|(name, value)| {
-            Quantity::parse(&value.0)
+            Quantity::from_api(value)
                 .map(|q| (name.clone(), q))
                 .map_err(|reason| ConfigError::InvalidQuantity {
                     pod: format_pod(pod),

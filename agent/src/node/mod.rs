@@ -2,7 +2,7 @@
 //! kubelet's `kubelet_node_status.go` and `nodestatus` setters) and its Lease in
 //! `kube-node-lease` (as the kubelet's `nodelease` controller).
 //!
-//! The computation is pure and unit-tested ([`status`], [`conditions`], [`quantity`]); the
+//! The computation is pure and unit-tested ([`status`], [`conditions`]); the
 //! two loops, [`NodeStatusManager`] and [`LeaseRenewer`], talk to the API server through a
 //! kube-rs [`kube::Client`] and take a cancellation token.
 
@@ -10,7 +10,6 @@ pub mod conditions;
 pub mod host;
 mod lease;
 mod manager;
-pub mod quantity;
 pub mod registration;
 pub mod status;
 

@@ -16,7 +16,7 @@ use crate::node::conditions::{
     Pressure, ReadinessInputs, RuntimeHealth, aggregate_message, node_conditions, ready_problems,
 };
 use crate::node::host::HostSnapshot;
-use crate::node::quantity::{Quantity, QuantityFormat};
+use crate::quantity::{Quantity, QuantityFormat};
 
 /// Everything the node status is computed from.
 #[derive(Debug, Clone, Copy)]

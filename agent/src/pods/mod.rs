@@ -1,6 +1,8 @@
 //! Pods on this node: one worker per pod UID converging the runtime to the pod's spec, and
 //! the status manager reporting what it sees.
 
+pub mod admission;
+pub mod cgroups;
 pub mod env_sources;
 pub mod node_context;
 pub mod runtime_view;

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use super::env_sources::PrefetchedSources;
 use super::sync::PodSyncer;
 use crate::events::EventType;
-use crate::images::{Pulled, auth_for};
+use crate::images::{ImageError, Pulled, auth_for};
 use crate::kuberuntime::{
     self, ContainerContext, EnvContext, EtcHostsContext, SecurityContextInputs,
 };
@@ -71,6 +71,13 @@ impl PodSyncer {
                 "BackOff",
                 format!("Back-off pulling image {image:?}"),
             );
+            self.record(
+                pod,
+                Some(name),
+                EventType::Warning,
+                "Failed",
+                "Error: ImagePullBackOff".to_owned(),
+            );
             return Err(image_pull_back_off(&image));
         }
         let policy = container
@@ -102,20 +109,34 @@ impl PodSyncer {
         {
             Ok(pulled) => pulled,
             Err(err) => {
+                // The cause as the kubelet's image manager reports it, then the step's
+                // `Error: <reason>` as kuberuntime does.
+                let event_reason = match &err {
+                    ImageError::Pull { .. } => "Failed",
+                    ImageError::NeverPull { .. } => "ErrImageNeverPull",
+                    ImageError::InvalidName { .. } => "InspectFailed",
+                };
+                self.record(
+                    pod,
+                    Some(name),
+                    EventType::Warning,
+                    event_reason,
+                    err.to_string(),
+                );
                 self.record(
                     pod,
                     Some(name),
                     EventType::Warning,
                     "Failed",
-                    format!("Failed to pull image {image:?}: {err}"),
+                    format!("Error: {}", err.reason()),
                 );
-                if err.reason() == "ErrImagePull" {
+                if matches!(err, ImageError::Pull { .. }) {
                     self.image_backoff
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .record_failure(key, now);
                 }
-                return Err(self.failed(pod, name, err.reason(), err.to_string()));
+                return Err(WaitingReason::new(err.reason(), err.to_string()));
             }
         };
         let message = match &pulled {

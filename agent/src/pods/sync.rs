@@ -21,8 +21,8 @@ use crate::status::termination::{
     TerminationMessageFile, TerminationMessageSource, termination_message_source,
 };
 use crate::status::{
-    ContainerBackoff, ContainerKey, ContainerKill, ImagePullBackoff, PodActions, PodRuntimeStatus,
-    StatusContext, WaitingReason, compute_pod_actions, pod_status,
+    ContainerBackoff, ContainerKey, ContainerKill, ImageKey, ImagePullBackoff, PodActions,
+    PodRuntimeStatus, StatusContext, WaitingReason, compute_pod_actions, pod_status,
 };
 use crate::volumes::VolumeManager;
 
@@ -89,8 +89,14 @@ impl PodSyncer {
             .record(pod_reference(pod, path), kind, reason, message);
     }
 
-    /// The pod's sandbox config for a given attempt.
-    fn sandbox_config(&self, pod: &Pod, attempt: u32) -> Result<api::PodSandboxConfig, String> {
+    /// The pod's sandbox config for a given attempt; its warnings (such as
+    /// `MissingClusterDNS`) become events when `record_warnings`, once per sandbox.
+    fn sandbox_config(
+        &self,
+        pod: &Pod,
+        attempt: u32,
+        record_warnings: bool,
+    ) -> Result<api::PodSandboxConfig, String> {
         let qos = kuberuntime::qos_class(pod);
         let cgroup_parent = if self.node.cgroups_per_qos {
             kuberuntime::pod_cgroup_parent(
@@ -111,7 +117,7 @@ impl PodSyncer {
             extra_supplemental_groups: Vec::new(),
         };
         let built = kuberuntime::pod_sandbox_config(pod, &ctx).map_err(|e| e.to_string())?;
-        for warning in built.warnings {
+        for warning in built.warnings.into_iter().filter(|_| record_warnings) {
             self.record(
                 pod,
                 None,
@@ -126,7 +132,11 @@ impl PodSyncer {
     /// One sync of a pod that should be running.
     pub async fn sync(&self, pod: &Pod, state: &mut PodState) -> SyncOutcome {
         let now = Timestamp::now();
-        let mut requeue = None;
+        let deadline = active_deadline_remaining(pod, state.last_status.as_ref(), now);
+        if deadline == Some(Duration::ZERO) {
+            return self.deadline_exceeded(pod, state).await;
+        }
+        let mut requeue = deadline;
         let mut runtime = match pod_runtime_status(self.runtime.as_ref(), uid(pod)).await {
             Ok(runtime) => runtime,
             Err(err) => {
@@ -176,7 +186,7 @@ impl PodSyncer {
             self.kill_for_restart(pod, &actions.containers_to_kill)
                 .await;
             if let Some(sandbox_id) = sandbox_id.filter(|_| !actions.init_failed) {
-                let sandbox_config = self.sandbox_config(pod, actions.attempt).ok();
+                let sandbox_config = self.sandbox_config(pod, actions.attempt, false).ok();
                 let pod_ips = self.sandbox_ips(&sandbox_id).await;
                 if let Some(sandbox_config) = &sandbox_config {
                     let placement = Placement {
@@ -234,20 +244,21 @@ impl PodSyncer {
         now: Timestamp,
     ) -> Option<Duration> {
         let mut requeue: Option<Duration> = None;
+        let (init, regular) = spec_containers(pod);
         let starts = actions
             .init_containers_to_start
             .iter()
-            .take(1)
-            .chain(actions.containers_to_start.iter());
-        let (init, regular) = spec_containers(pod);
-        for start in starts {
-            let Some(container) = init
-                .iter()
-                .chain(regular.iter())
-                .find(|c| c.name == start.name)
-            else {
-                continue;
-            };
+            .filter_map(|s| init.iter().find(|c| c.name == s.name).map(|c| (s, c, true)))
+            .chain(actions.containers_to_start.iter().filter_map(|s| {
+                regular
+                    .iter()
+                    .find(|c| c.name == s.name)
+                    .map(|c| (s, c, false))
+            }));
+        for (start, container, is_init) in starts {
+            // A regular init container that cannot start now holds back everything after it;
+            // a sidecar (an init container with restartPolicy Always) does not.
+            let blocks = is_init && container.restart_policy.as_deref() != Some("Always");
             if let Some(remaining) = start.backoff {
                 let delay = self
                     .backoff
@@ -269,6 +280,9 @@ impl PodSyncer {
                 );
                 state.waiting.insert(container.name.clone(), waiting);
                 requeue = Some(requeue.map_or(remaining, |r| r.min(remaining)));
+                if blocks {
+                    break;
+                }
                 continue;
             }
             let attempt = runtime.latest(&container.name).map_or(0, |c| c.attempt + 1);
@@ -281,8 +295,20 @@ impl PodSyncer {
                 }
                 Err(waiting) => {
                     state.waiting.insert(container.name.clone(), waiting);
-                    let retry = Duration::from_secs(2);
+                    // Again when the image's pull back-off ends, else after a short pause
+                    // (a missing ConfigMap may appear, a runtime error may pass).
+                    let image_key =
+                        ImageKey::new(uid(pod), container.image.clone().unwrap_or_default());
+                    let retry = self
+                        .image_backoff
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .in_backoff(&image_key, now)
+                        .unwrap_or(Duration::from_secs(5));
                     requeue = Some(requeue.map_or(retry, |r| r.min(retry)));
+                    if blocks {
+                        break;
+                    }
                 }
             }
         }
@@ -311,7 +337,7 @@ impl PodSyncer {
         attempt: u32,
         requeue: &mut Option<Duration>,
     ) -> Option<String> {
-        let config = match self.sandbox_config(pod, attempt) {
+        let config = match self.sandbox_config(pod, attempt, true) {
             Ok(config) => config,
             Err(err) => {
                 self.record(
@@ -509,6 +535,33 @@ impl PodSyncer {
         status
     }
 
+    /// `activeDeadlineSeconds` passed: the pod fails with `DeadlineExceeded`, its containers
+    /// are stopped within the grace period and its sandbox is stopped, as the kubelet's
+    /// active deadline handler does.
+    async fn deadline_exceeded(&self, pod: &Pod, state: &mut PodState) -> SyncOutcome {
+        const MESSAGE: &str = "Pod was active on the node longer than the specified deadline";
+        self.record(
+            pod,
+            None,
+            EventType::Normal,
+            "DeadlineExceeded",
+            MESSAGE.to_owned(),
+        );
+        let grace = Duration::from_secs(u64::try_from(pod_grace(pod)).unwrap_or(30));
+        let mut status = self.terminate(pod, grace, state).await;
+        if let Err(err) = self.stop_sandboxes(uid(pod)).await {
+            tracing::warn!(pod = %kuberuntime::format_pod(pod), %err, "stop sandbox");
+        }
+        status.phase = Some("Failed".into());
+        status.reason = Some("DeadlineExceeded".into());
+        status.message = Some(MESSAGE.into());
+        state.last_status = Some(status.clone());
+        SyncOutcome {
+            status,
+            requeue: None,
+        }
+    }
+
     /// Stops the sandboxes of a pod that finished (its containers stay for their logs).
     pub async fn stop_sandboxes(&self, uid: &str) -> Result<(), String> {
         let runtime = pod_runtime_status(self.runtime.as_ref(), uid)
@@ -542,6 +595,11 @@ impl PodSyncer {
         for container in &runtime.containers {
             let _ = self.runtime.remove_container(&container.id).await;
         }
+        if self.node.cgroups_per_qos
+            && self.node.cgroup_driver == kuberuntime::CgroupDriver::Cgroupfs
+        {
+            super::cgroups::remove_pod_cgroups(&self.node.cgroup_root, uid)?;
+        }
         self.volumes
             .unmount_pod(uid)
             .await
@@ -563,6 +621,23 @@ impl PodSyncer {
     }
 }
 
+/// How long the pod may still be active under `activeDeadlineSeconds`, counted from its
+/// start time (zero once passed); `None` without a deadline or before it started.
+fn active_deadline_remaining(
+    pod: &Pod,
+    last: Option<&PodStatus>,
+    now: Timestamp,
+) -> Option<Duration> {
+    let seconds = pod.spec.as_ref()?.active_deadline_seconds?;
+    let started = last
+        .and_then(|s| s.start_time.as_ref())
+        .or_else(|| pod.status.as_ref().and_then(|s| s.start_time.as_ref()))?
+        .0;
+    let deadline = started + jiff::SignedDuration::from_secs(seconds.max(0));
+    let left = deadline.duration_since(now);
+    Some(Duration::try_from(left).unwrap_or(Duration::ZERO))
+}
+
 /// The grace period of a pod's containers.
 #[must_use]
 pub fn pod_grace(pod: &Pod) -> i64 {
@@ -575,4 +650,57 @@ pub fn pod_grace(pod: &Pod) -> i64 {
         })
         .unwrap_or(30)
         .max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::PodSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+
+    fn pod(deadline: Option<i64>, started: Option<Timestamp>) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                active_deadline_seconds: deadline,
+                ..PodSpec::default()
+            }),
+            status: Some(PodStatus {
+                start_time: started.map(Time),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn active_deadline_counts_from_the_start_time() {
+        let start = Timestamp::from_second(1_700_000_000).unwrap();
+        let at = |s: i64| start + jiff::SignedDuration::from_secs(s);
+        assert_eq!(
+            active_deadline_remaining(&pod(None, Some(start)), None, at(5)),
+            None
+        );
+        assert_eq!(
+            active_deadline_remaining(&pod(Some(10), None), None, at(5)),
+            None
+        );
+        assert_eq!(
+            active_deadline_remaining(&pod(Some(10), Some(start)), None, at(4)),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(
+            active_deadline_remaining(&pod(Some(10), Some(start)), None, at(11)),
+            Some(Duration::ZERO)
+        );
+        // The agent's own last status wins over the API's copy.
+        let last = PodStatus {
+            start_time: Some(Time(at(3))),
+            ..PodStatus::default()
+        };
+        assert_eq!(
+            active_deadline_remaining(&pod(Some(10), Some(start)), Some(&last), at(11)),
+            Some(Duration::from_secs(2))
+        );
+    }
 }

@@ -7,12 +7,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams, Preconditions};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::admission::{self, Rejection};
 use super::status_manager::{StatusManager, StatusTarget};
 use super::sync::{PodState, PodSyncer, pod_grace};
 use crate::sources::{CONFIG_MIRROR_ANNOTATION, is_static};
@@ -28,12 +29,23 @@ enum Message {
     Wake,
 }
 
+/// A pod's worker: where to send its news, and the pod as last seen (for admission).
+#[derive(Debug)]
+struct Worker {
+    messages: mpsc::UnboundedSender<Message>,
+    pod: Arc<Pod>,
+    /// The pod reached Succeeded or Failed here: it no longer takes room.
+    finished: bool,
+}
+
 /// The workers of all pods.
 pub struct PodWorkers {
     syncer: Arc<PodSyncer>,
     status: Arc<StatusManager>,
     client: Option<kube::Client>,
-    workers: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
+    /// This node as the API has it now, for admission.
+    node: watch::Receiver<Option<Arc<Node>>>,
+    workers: Mutex<HashMap<String, Worker>>,
     /// Mirror pods by `namespace/name` of the static pod.
     mirrors: Mutex<HashMap<String, Arc<Pod>>>,
     max_pods: usize,
@@ -71,6 +83,7 @@ impl PodWorkers {
         syncer: Arc<PodSyncer>,
         status: Arc<StatusManager>,
         client: Option<kube::Client>,
+        node: watch::Receiver<Option<Arc<Node>>>,
         max_pods: usize,
         cancel: CancellationToken,
     ) -> Arc<Self> {
@@ -78,6 +91,7 @@ impl PodWorkers {
             syncer,
             status,
             client,
+            node,
             workers: Mutex::new(HashMap::new()),
             mirrors: Mutex::new(HashMap::new()),
             max_pods,
@@ -85,9 +99,7 @@ impl PodWorkers {
         })
     }
 
-    fn workers(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Message>>> {
+    fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
         self.workers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -102,44 +114,96 @@ impl PodWorkers {
     /// A pod from a source was added or changed.
     pub fn update(self: &Arc<Self>, pod: Arc<Pod>) {
         let id = uid(&pod);
-        let existing = self.workers().get(&id).cloned();
-        if let Some(worker) = existing {
-            let _ = worker.send(Message::Update(pod));
+        let mut workers = self.workers();
+        if let Some(worker) = workers.get_mut(&id) {
+            worker.pod = pod.clone();
+            let _ = worker.messages.send(Message::Update(pod));
             return;
         }
-        if pod.metadata.deletion_timestamp.is_none()
-            && !is_terminal(pod.status.as_ref())
-            && self.workers().len() >= self.max_pods
-        {
-            self.reject(&pod, "OutOfpods", "Node didn't have enough resource: pods");
+        if let Err(rejection) = self.admit(&pod, &workers) {
+            drop(workers);
+            self.reject(&pod, &rejection.reason, &rejection.message);
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        self.workers().insert(id, tx);
+        workers.insert(
+            id,
+            Worker {
+                messages: tx,
+                pod: pod.clone(),
+                finished: false,
+            },
+        );
+        drop(workers);
         let this = self.clone();
         tokio::spawn(async move { this.run(pod, rx).await });
     }
 
-    /// A pod is gone from its source.
+    /// Whether a new pod may run here. Pods being deleted or finished need no admission, and
+    /// neither does one a kubelet already ran (after an agent restart it keeps running).
+    fn admit(&self, pod: &Pod, workers: &HashMap<String, Worker>) -> Result<(), Rejection> {
+        let running = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Running");
+        if pod.metadata.deletion_timestamp.is_some() || is_terminal(pod.status.as_ref()) || running
+        {
+            return Ok(());
+        }
+        let active: Vec<&Pod> = workers
+            .values()
+            .filter(|w| !w.finished)
+            .map(|w| w.pod.as_ref())
+            .filter(|p| !is_terminal(p.status.as_ref()))
+            .collect();
+        let node = self.node.borrow().clone();
+        match node {
+            Some(node) => admission::admit(pod, &node, &active, self.max_pods),
+            // Not seen the Node yet: only the pod count can be checked.
+            None if active.len() >= self.max_pods => Err(Rejection {
+                reason: "OutOfpods".into(),
+                message: "Node didn't have enough resource: pods".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// A pod is gone from its source. A mirror pod that is gone is made again by its static
+    /// pod's worker.
     pub fn removed(&self, uid: &str) {
+        self.mirrors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, mirror| mirror.metadata.uid.as_deref() != Some(uid));
         if let Some(worker) = self.workers().get(uid) {
-            let _ = worker.send(Message::Removed);
+            let _ = worker.messages.send(Message::Removed);
         }
     }
 
     /// Something changed in the runtime for a pod.
     pub fn wake(&self, uid: &str) {
         if let Some(worker) = self.workers().get(uid) {
-            let _ = worker.send(Message::Wake);
+            let _ = worker.messages.send(Message::Wake);
         }
     }
 
-    /// A mirror pod was seen in the API.
+    /// A mirror pod was seen in the API. One being deleted (a user deleted it) is deleted at
+    /// once, and its static pod's worker makes a new one, as the kubelet does.
     pub fn mirror(&self, mirror: Arc<Pod>) {
-        self.mirrors
+        let mut mirrors = self
+            .mirrors
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(full_name(&mirror), mirror);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if mirror.metadata.deletion_timestamp.is_none() {
+            mirrors.insert(full_name(&mirror), mirror);
+            return;
+        }
+        mirrors.retain(|_, known| known.metadata.uid != mirror.metadata.uid);
+        drop(mirrors);
+        if let Some(client) = self.client.clone() {
+            tokio::spawn(async move { delete_mirror(client, &mirror).await });
+        }
     }
 
     /// Admission refused the pod: it is Failed with a reason, and never runs.
@@ -269,6 +333,9 @@ impl PodWorkers {
                 .is_some_and(|s| is_terminal(Some(s)))
                 || is_terminal(pod.status.as_ref());
             if finished {
+                if let Some(worker) = self.workers().get_mut(&id) {
+                    worker.finished = true;
+                }
                 // Succeeded and Failed pods keep their final status; their sandbox goes.
                 if let Err(err) = self.syncer.stop_sandboxes(&id).await {
                     tracing::debug!(pod = %full_name(&pod), %err, "stop sandbox of finished pod");
@@ -302,13 +369,12 @@ impl PodWorkers {
     /// Terminates, cleans up and (for an API pod that is being deleted) deletes the pod.
     async fn finish(&self, pod: &Pod, removed: bool, state: &mut PodState) {
         let name = full_name(pod);
+        // The kubelet gives the containers the pod's deletion grace period from the moment it
+        // acts on the deletion (not what is left of it by the deletion timestamp).
         let grace = if removed {
             Duration::ZERO
         } else {
-            let deadline = pod.metadata.deletion_timestamp.as_ref().map(|t| t.0);
-            let remaining =
-                deadline.map_or(0, |d| (d - jiff::Timestamp::now()).get_seconds().max(0));
-            Duration::from_secs(u64::try_from(remaining.min(pod_grace(pod))).unwrap_or(0))
+            Duration::from_secs(u64::try_from(pod_grace(pod)).unwrap_or(0))
         };
         tracing::info!(pod = %name, grace_seconds = grace.as_secs(), "terminating pod");
         let status = self.syncer.terminate(pod, grace, state).await;
@@ -363,17 +429,29 @@ impl PodWorkers {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&full_name(pod));
         if let (Some(mirror), Some(client)) = (mirror, &self.client) {
-            let api: Api<Pod> = Api::namespaced(
-                client.clone(),
-                mirror.metadata.namespace.as_deref().unwrap_or_default(),
-            );
-            let params = DeleteParams {
-                grace_period_seconds: Some(0),
-                ..DeleteParams::default()
-            };
-            let _ = api
-                .delete(mirror.metadata.name.as_deref().unwrap_or_default(), &params)
-                .await;
+            delete_mirror(client.clone(), &mirror).await;
         }
+    }
+}
+
+/// Deletes a mirror pod with grace 0 (its static pod is stopped, or stays and gets a new one).
+async fn delete_mirror(client: kube::Client, mirror: &Pod) {
+    let api: Api<Pod> = Api::namespaced(
+        client,
+        mirror.metadata.namespace.as_deref().unwrap_or_default(),
+    );
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: mirror.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    if let Err(err) = api
+        .delete(mirror.metadata.name.as_deref().unwrap_or_default(), &params)
+        .await
+    {
+        tracing::debug!(pod = %full_name(mirror), %err, "delete mirror pod");
     }
 }

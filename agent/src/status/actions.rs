@@ -12,10 +12,11 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use super::backoff::{ContainerBackoff, ContainerKey, pod_uid};
+use super::backoff::{ContainerBackoff, ContainerKey};
 use super::init_actions::compute_init_container_actions;
 use super::restart::{RestartPolicy, container_hash, should_container_be_restarted};
 use super::runtime::{PodRuntimeStatus, RuntimeContainer, RuntimeContainerState};
+use crate::kuberuntime::pod_uid;
 
 /// Probe results the decisions depend on, keyed by runtime container ID.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -372,7 +373,7 @@ fn starts(
                 .latest_exited(&spec.name)
                 .and_then(|c| c.finished_at);
             let backoff = last_finished.and_then(|finished| {
-                backoff.in_backoff(&ContainerKey::new(uid.clone(), &spec.name), finished, now)
+                backoff.in_backoff(&ContainerKey::new(uid, &spec.name), finished, now)
             });
             Some(ContainerStart {
                 index,

@@ -15,6 +15,10 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::pod::WaitingReason;
 use super::time::{elapsed, go_duration};
+/// The pod as upstream's `format.Pod` prints it, re-exported where the back-off messages
+/// that carry it are built.
+pub use crate::kuberuntime::format_pod;
+use crate::kuberuntime::pod_uid;
 
 /// The first delay after a failure (`backOffPeriod` in the kubelet).
 pub const INITIAL_DELAY: Duration = Duration::from_secs(10);
@@ -327,21 +331,4 @@ pub fn image_pull_back_off(image: &str) -> WaitingReason {
 #[must_use]
 pub fn err_image_pull(message: impl Into<String>) -> WaitingReason {
     WaitingReason::new("ErrImagePull", message)
-}
-
-/// A pod as upstream's `format.Pod` prints it: `name_namespace(uid)`.
-#[must_use]
-pub fn format_pod(pod: &Pod) -> String {
-    let meta = &pod.metadata;
-    format!(
-        "{}_{}({})",
-        meta.name.as_deref().unwrap_or_default(),
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.uid.as_deref().unwrap_or_default()
-    )
-}
-
-/// The pod's UID (empty when unset).
-pub(crate) fn pod_uid(pod: &Pod) -> String {
-    pod.metadata.uid.clone().unwrap_or_default()
 }

@@ -20,7 +20,6 @@
 //! | [`pod`] | `kubelet_pods.go` `generateAPIPodStatus`, `status_manager.go` `updateStatusInternal` |
 //! | [`patch`] | `pkg/util/pod` `PatchPodStatus`, `strategicpatch.CreateTwoWayMergePatch` |
 //! | [`termination`] | `kuberuntime_container.go` `getTerminationMessage` |
-//! | [`qos`] | `apis/core/v1/helper/qos` `ComputePodQOS` |
 
 pub mod actions;
 pub mod backoff;

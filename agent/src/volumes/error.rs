@@ -101,7 +101,11 @@ pub enum SetUpError {
     InvalidHostPathType(String),
     /// A downward API field cannot be read from the pod.
     #[error("unable to extract field {field}: {reason}")]
-    DownwardApi { field: String, reason: String },
+    DownwardApi {
+        field: String,
+        #[source]
+        reason: crate::downward::DownwardError,
+    },
     /// Fetching a configMap, secret or token from the API failed.
     #[error(transparent)]
     Source(#[from] SourceError),

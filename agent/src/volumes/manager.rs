@@ -20,6 +20,8 @@ use super::projection::{self, DEFAULT_MODE, ProjectionContext};
 use super::sources::VolumeSources;
 use super::teardown::tear_down_dir;
 use super::token::TokenCache;
+use crate::node::host::parse_meminfo;
+use crate::quantity::Quantity;
 
 /// The clock tokens are aged by.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -100,6 +102,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(|err| SetUpError::Task(err.to_string()))?
 }
 
+/// The pod's `spec.volumes`.
+fn spec_volumes(pod: &Pod) -> impl Iterator<Item = &Volume> {
+    pod.spec
+        .iter()
+        .flat_map(|spec| spec.volumes.iter().flatten())
+}
+
 fn pod_uid(pod: &Pod) -> Result<String, VolumeError> {
     let uid = pod
         .metadata
@@ -143,15 +152,11 @@ fn host_allocatable() -> BTreeMap<String, ApiQuantity> {
     if let Ok(cpus) = std::thread::available_parallelism() {
         allocatable.insert("cpu".to_owned(), ApiQuantity(cpus.to_string()));
     }
-    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+    let mem_total = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        });
-    if let Some(kib) = mem_kib {
-        allocatable.insert("memory".to_owned(), ApiQuantity(format!("{kib}Ki")));
+        .and_then(|text| parse_meminfo(&text).ok());
+    if let Some((total, _available)) = mem_total {
+        allocatable.insert("memory".to_owned(), Quantity::from_bytes(total).to_api());
     }
     if let Ok(stat) = nix::sys::statvfs::statvfs("/") {
         let bytes = stat.blocks().saturating_mul(stat.fragment_size());
@@ -251,13 +256,7 @@ impl VolumeManager {
         let lock = self.pod_lock(&uid);
         let _guard = lock.lock().await;
         let mut volumes = BTreeMap::new();
-        for volume in pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.as_ref())
-            .into_iter()
-            .flatten()
-        {
+        for volume in spec_volumes(pod) {
             check_name("volume", &volume.name)?;
             let mounted =
                 self.set_up(pod, &uid, volume)
@@ -390,13 +389,7 @@ impl VolumeManager {
         let _guard = lock.lock().await;
         let mut changed = Vec::new();
         let mut first_error = None;
-        for volume in pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.volumes.as_ref())
-            .into_iter()
-            .flatten()
-        {
+        for volume in spec_volumes(pod) {
             let Ok(kind) = classify(volume) else { continue };
             if !kind.plugin().projects_api_data() || !is_safe_component(&volume.name) {
                 continue;

@@ -21,8 +21,6 @@
 
 pub mod atomic_writer;
 mod error;
-pub mod expansion;
-pub mod fieldpath;
 pub mod layout;
 mod manager;
 pub mod mounter;
@@ -30,7 +28,6 @@ pub mod ownership;
 pub mod plugins;
 mod pod_volumes;
 pub mod projection;
-pub mod quantity;
 mod recovery;
 pub mod sources;
 pub mod subpath;

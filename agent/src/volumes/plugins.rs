@@ -15,7 +15,7 @@ use super::atomic_writer::{AtomicWriter, Payload};
 use super::error::SetUpError;
 use super::mounter::{Mounter, is_mount_point};
 use super::ownership::{FsGroup, set_volume_ownership};
-use super::quantity::Quantity;
+use crate::quantity::Quantity;
 
 /// Mode of emptyDir (and wrapped emptyDir) volume directories: anyone may write.
 const VOLUME_DIR_MODE: u32 = 0o777;
@@ -216,9 +216,10 @@ pub fn memory_volume_size(
     node_allocatable_memory: Option<&ApiQuantity>,
 ) -> Option<u64> {
     let bytes = |q: &ApiQuantity| {
-        Quantity::parse(&q.0)
-            .filter(|q| q.is_positive())
-            .and_then(|q| u64::try_from(q.value_ceil()).ok())
+        Quantity::from_api(q)
+            .ok()
+            .filter(|q| *q > Quantity::ZERO)
+            .and_then(|q| u64::try_from(q.value()).ok())
     };
     let mut size = node_allocatable_memory.and_then(bytes);
     for candidate in [pod_memory_limit(pod), size_limit.and_then(bytes)] {
@@ -241,8 +242,8 @@ fn pod_memory_limit(pod: &Pod) -> Option<u64> {
             .limits
             .as_ref()?
             .get("memory")
-            .and_then(|q| Quantity::parse(&q.0))
-            .and_then(|q| u64::try_from(q.value_ceil()).ok())
+            .and_then(|q| Quantity::from_api(q).ok())
+            .and_then(|q| u64::try_from(q.value()).ok())
     };
     let mut sum: u64 = 0;
     for container in &spec.containers {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use ferrolet_cri::api::{Mount, MountPropagation};
 use k8s_openapi::api::core::v1::Container;
 
+use crate::kuberuntime::expansion::expand_sub_path_expr;
+
 use super::error::{SubPathError, VolumeError};
-use super::expansion::expand_sub_path_expr;
 use super::layout::{Layout, VolumePlugin, is_safe_component};
 use super::mounter::Mounter;
 use super::subpath::{bind_sub_path, validate_sub_path};

@@ -13,9 +13,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 
 use super::atomic_writer::{FileProjection, Payload};
 use super::error::SetUpError;
-use super::fieldpath;
 use super::sources::{ServiceAccountTokenRequest, VolumeSources};
 use super::token::TokenCache;
+use crate::downward;
 
 /// `defaultMode` when the spec has none (the API server defaults it to this).
 pub const DEFAULT_MODE: u32 = 0o644;
@@ -182,6 +182,14 @@ pub async fn secret_payload(
     )
 }
 
+/// Sorts the lines of a multi-line value (labels, annotations), as the downward API plugin
+/// does (`utilstrings.SortLines`).
+fn sort_lines(value: &str) -> String {
+    let mut lines: Vec<&str> = value.split('\n').collect();
+    lines.sort_unstable();
+    lines.join("\n")
+}
+
 /// The files of a downward API volume (`CollectData`).
 pub fn downward_api_payload(
     ctx: ProjectionContext<'_>,
@@ -193,19 +201,28 @@ pub fn downward_api_payload(
     let mut payload = Payload::new();
     for item in items {
         let value = if let Some(field) = &item.field_ref {
-            fieldpath::extract_field_path(pod, &field.field_path).map_err(|reason| {
+            downward::field_path_value(pod, &field.field_path).map_err(|reason| {
                 SetUpError::DownwardApi {
                     field: field.field_path.clone(),
                     reason,
                 }
             })
         } else if let Some(resource) = &item.resource_field_ref {
-            fieldpath::extract_resource_value(pod, resource, ctx.node_allocatable).map_err(
-                |reason| SetUpError::DownwardApi {
+            // Every container, init containers too, sees the node's allocatable as the
+            // limits it does not set (`ExtractResourceValueByContainerNameAndNodeAllocatable`).
+            let container_name = resource.container_name.as_deref().unwrap_or_default();
+            downward::find_container(pod, container_name)
+                .and_then(|container| {
+                    downward::container_resource_value(
+                        resource,
+                        container,
+                        Some(ctx.node_allocatable),
+                    )
+                })
+                .map_err(|reason| SetUpError::DownwardApi {
                     field: resource.resource.clone(),
                     reason,
-                },
-            )
+                })
         } else {
             Ok(String::new())
         };
@@ -214,7 +231,7 @@ pub fn downward_api_payload(
                 payload.insert(
                     item.path.clone(),
                     FileProjection {
-                        data: fieldpath::sort_lines(&value).into_bytes(),
+                        data: sort_lines(&value).into_bytes(),
                         mode: mode_bits(item.mode, default_mode),
                     },
                 );

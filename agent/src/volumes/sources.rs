@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::Api;
 use kube::api::PostParams;
+use serde::de::DeserializeOwned;
 
 /// A failed call to the API server.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,30 @@ impl KubeVolumeSources {
     pub fn new(client: kube::Client) -> Self {
         KubeVolumeSources { client }
     }
+
+    /// GET of the `kind` object `namespace/name`; `None` when it does not exist.
+    async fn get_opt<K>(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<K>, SourceError>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map_err(|source| SourceError::GetFailed {
+                kind,
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source: Box::new(source),
+            })
+    }
 }
 
 #[async_trait]
@@ -114,27 +140,11 @@ impl VolumeSources for KubeVolumeSources {
         namespace: &str,
         name: &str,
     ) -> Result<Option<ConfigMap>, SourceError> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-        api.get_opt(name)
-            .await
-            .map_err(|source| SourceError::GetFailed {
-                kind: "configmap",
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                source: Box::new(source),
-            })
+        self.get_opt("configmap", namespace, name).await
     }
 
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, SourceError> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        api.get_opt(name)
-            .await
-            .map_err(|source| SourceError::GetFailed {
-                kind: "secret",
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                source: Box::new(source),
-            })
+        self.get_opt("secret", namespace, name).await
     }
 
     async fn service_account_token(
@@ -195,6 +205,15 @@ struct InMemoryState {
     failure: Option<String>,
 }
 
+/// The metadata of the in-memory object `namespace/name`.
+fn object_meta(namespace: &str, name: &str) -> kube::api::ObjectMeta {
+    kube::api::ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(namespace.into()),
+        ..Default::default()
+    }
+}
+
 impl InMemoryVolumeSources {
     /// Empty sources.
     #[must_use]
@@ -211,11 +230,7 @@ impl InMemoryVolumeSources {
     /// Adds or replaces a configMap with string `data`.
     pub fn set_config_map(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
         let config_map = ConfigMap {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(namespace.into()),
-                ..Default::default()
-            },
+            metadata: object_meta(namespace, name),
             data: Some(
                 data.iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -238,11 +253,7 @@ impl InMemoryVolumeSources {
     /// Adds or replaces a secret with `data`.
     pub fn set_secret(&self, namespace: &str, name: &str, data: &[(&str, &[u8])]) {
         let secret = Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(namespace.into()),
-                ..Default::default()
-            },
+            metadata: object_meta(namespace, name),
             data: Some(
                 data.iter()
                     .map(|(k, v)| ((*k).to_owned(), k8s_openapi::ByteString(v.to_vec())))

@@ -46,14 +46,25 @@ impl Kind for Pod {
             qos_class: qos.map(str::to_owned),
             ..Default::default()
         });
+        let mirror =
+            self.metadata.annotations.as_ref().is_some_and(|a| {
+                a.contains_key(crate::auth::node_restriction::MIRROR_POD_ANNOTATION)
+            });
         if let Some(spec) = self.spec.as_mut() {
-            admit_service_account(
-                spec,
-                self.metadata
-                    .generate_name
-                    .as_deref()
-                    .or(self.metadata.name.as_deref()),
-            );
+            // Like kube-apiserver's ServiceAccount admission, a mirror pod's spec is left as
+            // its static pod's: the kubelet compares them.
+            if !mirror {
+                spec.service_account_name
+                    .get_or_insert_with(|| "default".into());
+                spec.service_account.clone_from(&spec.service_account_name);
+                admit_service_account(
+                    spec,
+                    self.metadata
+                        .generate_name
+                        .as_deref()
+                        .or(self.metadata.name.as_deref()),
+                );
+            }
             admit_default_tolerations(spec);
         }
     }
@@ -231,8 +242,6 @@ fn default_spec(spec: &mut PodSpec) {
     if spec.service_account_name.is_none() {
         spec.service_account_name.clone_from(&spec.service_account);
     }
-    spec.service_account_name
-        .get_or_insert_with(|| "default".into());
     spec.service_account.clone_from(&spec.service_account_name);
     for c in spec
         .containers
@@ -655,6 +664,17 @@ mod tests {
         body["spec"]["automountServiceAccountToken"] = json!(false);
         let created = create(body).unwrap();
         assert!(created["spec"].get("volumes").is_none());
+    }
+
+    #[test]
+    fn a_mirror_pod_keeps_its_static_pods_spec() {
+        let mut body = pod(json!([{"name": "app", "image": "busybox:1.35"}]));
+        body["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "hash"});
+        let created = create(body).unwrap();
+        assert!(created["spec"].get("volumes").is_none());
+        assert!(created["spec"].get("serviceAccountName").is_none());
+        let plain = create(pod(json!([{"name": "app", "image": "busybox:1.35"}]))).unwrap();
+        assert_eq!(plain["spec"]["serviceAccountName"], "default");
     }
 
     #[test]
