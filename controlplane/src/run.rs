@@ -354,8 +354,37 @@ async fn open_store(
     Ok(opened)
 }
 
+/// How long controllers may take to stop by themselves.
+const CONTROLLER_STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// The scheduler, the node lifecycle and the namespace controllers.
+///
+/// When `cancel` fires each gets a moment to stop by itself and is then aborted: the API
+/// server stops at the same time, and a controller in the middle of a request to it would
+/// otherwise wait for the client's read timeout and hold up the process's exit.
 fn spawn_controllers(
+    tasks: &mut tokio::task::JoinSet<()>,
+    client: &kube::Client,
+    config: &ControlPlaneConfig,
+    cancel: &CancellationToken,
+) {
+    let mut controllers = tokio::task::JoinSet::new();
+    spawn_each_controller(&mut controllers, client, config, cancel);
+    let cancel = cancel.clone();
+    tasks.spawn(async move {
+        cancel.cancelled().await;
+        let stopped = async { while controllers.join_next().await.is_some() {} };
+        if tokio::time::timeout(CONTROLLER_STOP_GRACE, stopped)
+            .await
+            .is_err()
+        {
+            tracing::warn!("controllers still busy after the stop grace; aborting them");
+        }
+        controllers.shutdown().await;
+    });
+}
+
+fn spawn_each_controller(
     tasks: &mut tokio::task::JoinSet<()>,
     client: &kube::Client,
     config: &ControlPlaneConfig,

@@ -437,3 +437,86 @@ async fn token_requests_reviews_and_access_reviews() {
     }
     cluster.stop().await;
 }
+
+/// Every `$ref` in a Swagger 2.0 document names one of its definitions.
+fn unresolved_refs(value: &serde_json::Value, doc: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                let resolved = r
+                    .strip_prefix("#/definitions/")
+                    .is_some_and(|name| doc["definitions"][name].is_object());
+                if !resolved {
+                    out.push(r.clone());
+                }
+            }
+            map.values().for_each(|v| unresolved_refs(v, doc, out));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| unresolved_refs(v, doc, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_v2_is_served_as_json_with_an_etag() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let request = |accept: &str, etag: Option<&str>| {
+        let mut builder = http::Request::get("/openapi/v2").header("Accept", accept);
+        if let Some(tag) = etag {
+            builder = builder.header("If-None-Match", tag);
+        }
+        builder.body(Vec::new()).unwrap()
+    };
+    let response = client
+        .send(request("application/json", None).map(kube::client::Body::from))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["swagger"], "2.0");
+    let pod = &doc["definitions"]["io.k8s.api.core.v1.Pod"];
+    assert_eq!(
+        pod["x-kubernetes-group-version-kind"],
+        serde_json::json!([{"group": "", "kind": "Pod", "version": "v1"}])
+    );
+    assert_eq!(
+        pod["properties"]["spec"]["$ref"],
+        "#/definitions/io.k8s.api.core.v1.PodSpec"
+    );
+    let containers = &doc["definitions"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+    assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+    assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+    assert_eq!(
+        containers["items"]["$ref"],
+        "#/definitions/io.k8s.api.core.v1.Container"
+    );
+    let lease = &doc["paths"]["/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"];
+    assert_eq!(lease["patch"]["x-kubernetes-action"], "patch");
+    assert_eq!(
+        lease["patch"]["x-kubernetes-group-version-kind"]["kind"],
+        "Lease"
+    );
+    assert!(doc["paths"]["/api/v1/nodes/{name}/status"]["put"].is_object());
+    let mut unresolved = Vec::new();
+    unresolved_refs(&doc, &doc, &mut unresolved);
+    assert!(unresolved.is_empty(), "{unresolved:?}");
+
+    let again = client
+        .send(request("application/json", Some(&etag)).map(kube::client::Body::from))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let refused = client
+        .send(request("text/html", None).map(kube::client::Body::from))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 406);
+    cluster.stop().await;
+}

@@ -304,3 +304,66 @@ async fn bad_manifests_are_refused_like_kube_apiserver_and_nothing_is_stored() {
     );
     cluster.stop().await;
 }
+
+// kubectl reads /openapi/v2 through client-go's discovery client, which only takes protobuf:
+// `explain -o plaintext-openapiv2` renders from it, `--validate=strict` still has the server
+// refuse unknown fields, and `get --raw` shows the JSON form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_v2_serves_explain_and_strict_validation() {
+    let cluster = Cluster::start().await;
+    let explained = cluster
+        .ok(&[
+            "explain",
+            "pod.spec.containers",
+            "--output=plaintext-openapiv2",
+        ])
+        .await;
+    assert!(explained.contains("KIND:     Pod"), "{explained}");
+    assert!(
+        explained.contains("RESOURCE: containers <[]Object>"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("List of containers belonging to the pod."),
+        "{explained}"
+    );
+    assert!(explained.contains("image\t<string>"), "{explained}");
+    let lease = cluster
+        .ok(&[
+            "explain",
+            "lease.spec.holderIdentity",
+            "--output=plaintext-openapiv2",
+        ])
+        .await;
+    assert!(lease.contains("KIND:     Lease"), "{lease}");
+    assert!(lease.contains("coordination.k8s.io"), "{lease}");
+    assert!(
+        lease.contains("FIELD:    holderIdentity <string>"),
+        "{lease}"
+    );
+
+    let good = cluster.manifest("good.yaml", POD);
+    assert_eq!(
+        cluster
+            .ok(&["apply", "--validate=strict", "-f", &good])
+            .await
+            .trim(),
+        "pod/web created"
+    );
+    let unknown_field = cluster.manifest(
+        "unknown.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  a: b\nextra: y\n",
+    );
+    let out = cluster
+        .kubectl(&["apply", "--validate=strict", "-f", &unknown_field])
+        .await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r#"unknown field "extra""#), "{stderr}");
+
+    let raw = cluster.ok(&["get", "--raw", "/openapi/v2"]).await;
+    let doc: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["swagger"], "2.0");
+    assert!(doc["definitions"]["io.k8s.api.core.v1.Node"].is_object());
+    cluster.stop().await;
+}

@@ -12,6 +12,7 @@ use ferrolet_controlplane::scheduler::SchedulerConfig;
 use ferrolet_controlplane::scheduler::pass::{Scheduler, SchedulerApi};
 use k8s_openapi::api::core::v1::{Binding, Event, Node, Pod, PodCondition, PodStatus};
 use k8s_openapi::jiff::Timestamp;
+use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use support::{NodeExt, PodExt, node, pod};
@@ -22,6 +23,10 @@ struct Recorded {
     status_patches: Vec<(String, serde_json::Value)>,
     events: Vec<Event>,
     bind_error: Option<(u16, &'static str)>,
+    /// Message of the refusal (defaults to one that names no reason).
+    bind_error_message: Option<String>,
+    /// Every binding request, accepted or not.
+    attempts: usize,
 }
 
 #[derive(Default, Clone)]
@@ -57,9 +62,14 @@ impl FakeApi {
 impl SchedulerApi for FakeApi {
     async fn bind(&self, binding: &Binding) -> kube::Result<()> {
         self.with(|r| {
+            r.attempts += 1;
             if let Some((code, reason)) = r.bind_error {
+                let message = r
+                    .bind_error_message
+                    .clone()
+                    .unwrap_or_else(|| "refused by the fake".into());
                 return Err(kube::Error::Api(
-                    kube::core::Status::failure("refused by the fake", reason)
+                    kube::core::Status::failure(&message, reason)
                         .with_code(code)
                         .boxed(),
                 ));
@@ -109,14 +119,25 @@ impl Harness {
         }
     }
 
+    /// What the watches would deliver: every node and pod as the harness holds them.
+    fn deliver(&mut self) {
+        for node in &self.nodes {
+            self.scheduler
+                .node_event(watcher::Event::Apply((**node).clone()));
+        }
+        for pod in &self.pods {
+            self.scheduler
+                .pod_event(watcher::Event::Apply((**pod).clone()));
+        }
+    }
+
     async fn pass_at(
         &mut self,
         after: Duration,
     ) -> ferrolet_controlplane::scheduler::pass::PassReport {
+        self.deliver();
         self.scheduler
             .schedule_pending(
-                &self.nodes,
-                &self.pods,
                 self.t0 + after,
                 Timestamp::UNIX_EPOCH,
                 &CancellationToken::new(),
@@ -334,10 +355,118 @@ async fn a_cancelled_pass_stops_before_the_next_pod() {
     let mut h = Harness::new(vec![node("n1")], vec![pod("a", &[]), pod("b", &[])]);
     let cancel = CancellationToken::new();
     cancel.cancel();
+    h.deliver();
     let report = h
         .scheduler
-        .schedule_pending(&h.nodes, &h.pods, h.t0, Timestamp::UNIX_EPOCH, &cancel)
+        .schedule_pending(h.t0, Timestamp::UNIX_EPOCH, &cancel)
         .await;
     assert!(report.bound.is_empty());
     assert!(h.api.bindings().is_empty());
+}
+
+#[tokio::test]
+async fn one_pass_binds_every_due_pod_and_spreads_them() {
+    let nodes = vec![node("n1"), node("n2"), node("n3")];
+    let pods = (0..60)
+        .map(|i| pod(&format!("p{i:02}"), &[("cpu", "100m")]))
+        .collect();
+    let mut h = Harness::new(nodes, pods);
+    let report = h.pass_at(Duration::ZERO).await;
+    assert_eq!(report.bound.len(), 60, "{report:?}");
+    assert!(report.failed.is_empty());
+    let bindings = h.api.bindings();
+    for n in ["n1", "n2", "n3"] {
+        let on_node = bindings.iter().filter(|(_, node)| node == n).count();
+        assert_eq!(on_node, 20, "{n}: {bindings:?}");
+    }
+    assert_eq!(h.scheduler.cache().assumed_count(), 60);
+    h.apply_bindings();
+    h.deliver();
+    assert_eq!(
+        h.scheduler.cache().assumed_count(),
+        0,
+        "the watch confirmed them"
+    );
+    let requested: Vec<i64> = h
+        .scheduler
+        .cache()
+        .nodes()
+        .iter()
+        .map(|n| n.requested().milli_cpu)
+        .collect();
+    assert_eq!(requested, [2000, 2000, 2000], "each pod counted once");
+}
+
+#[tokio::test]
+async fn a_bound_pod_is_not_bound_again_however_long_the_watch_lags() {
+    let mut h = Harness::new(vec![node("n1")], vec![pod("p", &[("cpu", "1")])]);
+    assert_eq!(h.pass_at(Duration::ZERO).await.bound.len(), 1);
+    // The watch keeps showing the pod unbound, well past any assume timeout.
+    for secs in [1, 31, 120, 600] {
+        h.scheduler.cluster_changed();
+        let report = h.pass_at(Duration::from_secs(secs)).await;
+        assert!(
+            report.bound.is_empty() && report.failed.is_empty(),
+            "{report:?}"
+        );
+    }
+    assert_eq!(h.api.with(|r| r.attempts), 1);
+    assert_eq!(h.scheduler.cache().assumed_count(), 1);
+    assert_eq!(h.scheduler.cache().nodes()[0].requested().milli_cpu, 1000);
+    h.apply_bindings();
+    h.deliver();
+    assert_eq!(h.scheduler.cache().assumed_count(), 0);
+    assert_eq!(h.scheduler.cache().nodes()[0].requested().milli_cpu, 1000);
+}
+
+#[tokio::test]
+async fn a_conflict_because_the_pod_has_a_node_counts_as_bound() {
+    let small = |name: &str| node(name).allocatable(&[("cpu", "1"), ("pods", "10")]);
+    let mut h = Harness::new(
+        vec![small("n1"), small("n2")],
+        vec![pod("p", &[("cpu", "1")])],
+    );
+    h.api.with(|r| {
+        r.bind_error = Some((409, "Conflict"));
+        r.bind_error_message = Some("pod p is already assigned to node \"n2\"".into());
+    });
+    let report = h.pass_at(Duration::ZERO).await;
+    assert!(
+        report.bound.is_empty() && report.failed.is_empty(),
+        "{report:?}"
+    );
+    assert!(h.api.events().is_empty(), "no FailedScheduling");
+    assert!(h.api.patches().is_empty(), "no condition");
+    h.scheduler.cluster_changed();
+    h.pass_at(Duration::from_secs(5)).await;
+    assert_eq!(h.api.with(|r| r.attempts), 1, "not bound again");
+
+    // The watch shows where it really is: it counts there, and only there.
+    h.pods = vec![Arc::new(pod("p", &[("cpu", "1")]).node_name("n2"))];
+    h.deliver();
+    let requested: Vec<(String, i64)> = h
+        .scheduler
+        .cache()
+        .nodes()
+        .iter()
+        .map(|n| (n.name().to_owned(), n.requested().milli_cpu))
+        .collect();
+    assert_eq!(requested, [("n1".into(), 0), ("n2".into(), 1000)]);
+    assert_eq!(h.scheduler.cache().assumed_count(), 0);
+}
+
+#[tokio::test]
+async fn a_deleted_pod_frees_its_node() {
+    let small = node("n1").allocatable(&[("cpu", "1"), ("pods", "10")]);
+    let mut h = Harness::new(vec![small], vec![pod("a", &[("cpu", "1")]).node_name("n1")]);
+    h.pods.push(Arc::new(pod("b", &[("cpu", "1")])));
+    assert_eq!(h.pass_at(Duration::ZERO).await.failed, vec!["default/b"]);
+    let a = (*h.pods.remove(0)).clone();
+    assert!(h.scheduler.pod_event(watcher::Event::Delete(a)));
+    h.scheduler.cluster_changed();
+    let report = h.pass_at(Duration::from_secs(1)).await;
+    assert_eq!(
+        report.bound,
+        vec![("default/b".to_string(), "n1".to_string())]
+    );
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
 fn node(name: &str, cpu: &str, labels: serde_json::Value, taints: serde_json::Value) -> Node {
     serde_json::from_value(serde_json::json!({
@@ -218,6 +218,80 @@ async fn a_node_that_stops_renewing_its_lease_becomes_unreachable_and_loses_its_
             .metadata
             .deletion_timestamp
             .is_none()
+    );
+    cluster.stop().await;
+}
+
+/// A pod that does not fit waits for a cluster change, not for the unschedulable timeout (a
+/// minute): a bound pod that finishes or is deleted gives its room to it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pod_that_finishes_or_is_deleted_makes_room_for_an_unschedulable_one() {
+    let cluster = Cluster::start().await;
+    let client = cluster.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    nodes
+        .create(
+            &PostParams::default(),
+            &node("one", "1", serde_json::json!({}), serde_json::json!([])),
+        )
+        .await
+        .unwrap();
+    let whole_cpu = || serde_json::json!({"containers": [{"name": "a", "image": "busybox:1.35", "resources": {"requests": {"cpu": "1"}}}]});
+    let bound = async |name: &str| {
+        eventually(&format!("{name} to be bound"), async || {
+            pods.get(name).await.ok()?.spec?.node_name
+        })
+        .await
+    };
+    let unschedulable = async |name: &str| {
+        eventually(&format!("{name} to be marked unschedulable"), async || {
+            let conditions = pods.get(name).await.ok()?.status?.conditions?;
+            conditions
+                .into_iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        })
+        .await
+    };
+
+    pods.create(&PostParams::default(), &pod("first", whole_cpu()))
+        .await
+        .unwrap();
+    assert_eq!(bound("first").await, "one");
+    pods.create(&PostParams::default(), &pod("second", whole_cpu()))
+        .await
+        .unwrap();
+    unschedulable("second").await;
+
+    // The first pod finishes: it holds no CPU any more.
+    let started = Instant::now();
+    pods.patch_status(
+        "first",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {"phase": "Succeeded"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bound("second").await, "one");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "retried only after {:?}",
+        started.elapsed()
+    );
+
+    pods.create(&PostParams::default(), &pod("third", whole_cpu()))
+        .await
+        .unwrap();
+    unschedulable("third").await;
+    let started = Instant::now();
+    pods.delete("second", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert_eq!(bound("third").await, "one");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "retried only after {:?}",
+        started.elapsed()
     );
     cluster.stop().await;
 }

@@ -34,7 +34,7 @@ impl ObjectLookup for CacheLookup {
     fn pod(&self, namespace: &str, name: &str) -> Option<PodBinding> {
         let pods = resources::lookup("", "v1", "pods")?;
         let object = self.0.get(&pods.key(Some(namespace), name))?;
-        let pod: Pod = serde_json::from_value(object.value.clone()).ok()?;
+        let pod: Pod = serde_json::from_slice(&object.json).ok()?;
         Some(PodBinding::of(&pod))
     }
 
@@ -49,15 +49,17 @@ impl ObjectLookup for CacheLookup {
         };
         let (objects, _) = self.0.list(&pods.key_prefix_in(Some(namespace)));
         objects.iter().any(|o| {
-            o.value["spec"]["nodeName"] == node_name
-                && o.value["spec"]["serviceAccountName"] == service_account
+            o.attributes.field("spec.nodeName") == node_name
+                && o.attributes.field("spec.serviceAccountName") == service_account
         })
     }
 
     fn service_account_uid(&self, namespace: &str, name: &str) -> Option<String> {
         let accounts = resources::lookup("", "v1", "serviceaccounts")?;
         let object = self.0.get(&accounts.key(Some(namespace), name))?;
-        object.value["metadata"]["uid"].as_str().map(str::to_owned)
+        object.value()["metadata"]["uid"]
+            .as_str()
+            .map(str::to_owned)
     }
 }
 

@@ -150,22 +150,14 @@ impl Filter {
         })
     }
 
-    pub fn matches(&self, object: &Value) -> bool {
-        if !self.fields.matches(object) {
-            return false;
-        }
-        if self.labels.is_empty() {
-            return true;
-        }
-        let labels = object["metadata"]["labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.labels.matches(&labels)
+    /// Whether a cached object matches, from the attributes read when it was cached.
+    pub fn matches_object(&self, object: &CachedObject) -> bool {
+        let attributes = &object.attributes;
+        self.fields
+            .0
+            .iter()
+            .all(|term| (attributes.field(&term.field) == term.value) == term.equal)
+            && (self.labels.is_empty() || self.labels.matches(&attributes.labels))
     }
 }
 
@@ -245,7 +237,7 @@ pub(crate) async fn list(ctx: &Context) -> ApiResult<Response> {
             .list(&resource.key_prefix_in(ctx.namespace()));
         let objects: Vec<Arc<CachedObject>> = objects
             .into_iter()
-            .filter(|o| filter.matches(&o.value))
+            .filter(|o| filter.matches_object(o))
             .collect();
         (
             Arc::new(Snapshot { objects, revision }),
@@ -260,10 +252,7 @@ pub(crate) async fn list(ctx: &Context) -> ApiResult<Response> {
         .filter(|l| *l > 0)
         .map_or(total, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let end = offset.saturating_add(limit).min(total);
-    let page: Vec<&Value> = snapshot.objects[offset.min(total)..end]
-        .iter()
-        .map(|o| &o.value)
-        .collect();
+    let page = &snapshot.objects[offset.min(total)..end];
     let continue_token = (end < total).then(|| {
         let mut snapshots = ctx
             .server
@@ -286,37 +275,73 @@ pub(crate) async fn list(ctx: &Context) -> ApiResult<Response> {
         })
     });
     let revision = snapshot.revision.to_string();
+    let mut metadata = json!({"resourceVersion": revision});
+    if let Some(token) = &continue_token {
+        metadata["continue"] = json!(token);
+        metadata["remainingItemCount"] = json!(total - end);
+    }
     let body = match ctx.representation {
-        Representation::Table => table::table(
-            resource,
-            &page,
-            &revision,
-            continue_token.as_deref(),
-            ctx.options.include_object.as_deref(),
-            true,
-        ),
-        representation => {
-            let mut metadata = json!({"resourceVersion": revision});
-            if let Some(token) = &continue_token {
-                metadata["continue"] = json!(token);
-                metadata["remainingItemCount"] = json!(total - end);
-            }
-            let (kind, api_version, items): (String, String, Vec<Value>) = match representation {
-                Representation::Metadata => (
-                    "PartialObjectMetadataList".into(),
-                    "meta.k8s.io/v1".into(),
-                    page.iter().map(|o| table::partial_metadata(o)).collect(),
-                ),
-                _ => (
-                    resource.list_kind(),
-                    resource.api_version(),
-                    page.into_iter().cloned().collect(),
-                ),
-            };
-            json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items})
+        // The common case, and the costly one with thousands of objects: the cached bytes
+        // of each object, written one after the other.
+        Representation::Object => {
+            return Ok(list_response(
+                &resource.list_kind(),
+                &resource.api_version(),
+                &metadata,
+                page,
+            ));
+        }
+        Representation::Table => {
+            let values: Vec<Value> = page.iter().map(|o| o.value()).collect();
+            let refs: Vec<&Value> = values.iter().collect();
+            table::table(
+                resource,
+                &refs,
+                &revision,
+                continue_token.as_deref(),
+                ctx.options.include_object.as_deref(),
+                true,
+            )
+        }
+        Representation::Metadata => {
+            let items: Vec<Value> = page
+                .iter()
+                .map(|o| table::partial_metadata(&o.value()))
+                .collect();
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items})
         }
     };
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// A list of cached objects as JSON: the envelope around the objects' stored bytes.
+fn list_response(
+    kind: &str,
+    api_version: &str,
+    metadata: &Value,
+    objects: &[Arc<CachedObject>],
+) -> Response {
+    let head =
+        serde_json::to_vec(&json!({"kind": kind, "apiVersion": api_version, "metadata": metadata}))
+            .unwrap_or_default();
+    let size = head.len() + 16 + objects.iter().map(|o| o.json.len() + 1).sum::<usize>();
+    let mut body = Vec::with_capacity(size);
+    // `{"kind":...,"metadata":{...}` without its closing brace, then the items.
+    body.extend_from_slice(&head[..head.len().saturating_sub(1)]);
+    body.extend_from_slice(b",\"items\":[");
+    for (i, object) in objects.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&object.json);
+    }
+    body.extend_from_slice(b"]}");
+    let mut response = Response::new(axum::body::Body::from(body));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Parses a request body as JSON, as kube-apiserver's decoder reports failures.

@@ -225,7 +225,7 @@ pub(crate) async fn token_request(ctx: &Context, body: &[u8]) -> ApiResult<Respo
                 .server
                 .cache
                 .get(&nodes.key(None, node))
-                .and_then(|n| n.value["metadata"]["uid"].as_str().map(str::to_owned))
+                .and_then(|n| n.value()["metadata"]["uid"].as_str().map(str::to_owned))
                 .unwrap_or_default();
             request.bound_node = Some(ObjectRef {
                 name: node.to_owned(),

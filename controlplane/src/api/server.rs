@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use super::error::{ApiError, ApiResult};
 use super::options::{QueryOptions, negotiate};
 use super::request::RequestInfo;
+use super::selectors::field_value;
 use super::{discovery, handlers, watch};
-use crate::cache::{CachedObject, WatchCache};
+use crate::cache::{Attributes, CacheConfig, CachedObject, WatchCache, labels_of, resource_prefix};
 use crate::registry::{Registry, ServiceIpAllocator, Strategy};
 use crate::resources::{self, ResourceInfo};
 use crate::store::Store;
@@ -31,6 +32,8 @@ pub struct ApiConfig {
     pub bookmark_interval: Duration,
     /// Changes the watch cache keeps for watches that resume.
     pub cache_capacity: usize,
+    /// The most bytes those changes may take (the serialized objects).
+    pub cache_bytes: usize,
     /// `host:port` clients reach the API server at, for discovery.
     pub advertise_address: String,
     /// The cluster CA in PEM, published in every namespace as `kube-root-ca.crt`.
@@ -43,6 +46,7 @@ impl Default for ApiConfig {
             service_cidr: "10.96.0.0/12".into(),
             bookmark_interval: Duration::from_mins(1),
             cache_capacity: 100_000,
+            cache_bytes: 256 * 1024 * 1024,
             advertise_address: "127.0.0.1:6443".into(),
             ca_pem: None,
         }
@@ -95,10 +99,11 @@ impl ApiServer {
         cancel: CancellationToken,
     ) -> Result<Arc<Self>, String> {
         let services = ServiceIpAllocator::new(&config.service_cidr)?;
+        let registry = Registry::new();
         let cache = WatchCache::start(
             store.clone(),
             "/registry/",
-            config.cache_capacity,
+            cache_config(&config, &registry),
             cancel.clone(),
         )
         .await
@@ -109,7 +114,7 @@ impl ApiServer {
             access,
             kubelet_client,
             cache,
-            registry: Registry::new(),
+            registry,
             config,
             services,
             service_lock: tokio::sync::Mutex::new(()),
@@ -229,6 +234,37 @@ impl ApiServer {
             )),
         }
     }
+}
+
+/// The watch cache's settings: the selectable fields of each resource are read once per
+/// object, and pods are indexed by `spec.nodeName` (kube-apiserver's cacher does the same), so
+/// that each kubelet's pod watch costs only its own pods' changes.
+fn cache_config(config: &ApiConfig, registry: &Registry) -> CacheConfig {
+    let fields: HashMap<String, Vec<&'static str>> = resources::RESOURCES
+        .iter()
+        .filter_map(|r| {
+            registry
+                .get(r.plural)
+                .map(|strategy| (r.key_prefix(), strategy.field_selectors()))
+        })
+        .collect();
+    let mut cache = CacheConfig::new(config.cache_capacity, config.cache_bytes);
+    cache.attributes = Arc::new(move |key, value| Attributes {
+        labels: labels_of(value),
+        fields: resource_prefix(key)
+            .and_then(|prefix| fields.get(prefix))
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| (*name, field_value(value, name)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    });
+    if let Some(pods) = resources::lookup("", "v1", "pods") {
+        cache.indexes = vec![(pods.key_prefix(), "spec.nodeName")];
+    }
+    cache
 }
 
 /// A JSON response.

@@ -15,7 +15,7 @@ use super::error::{ApiError, ApiResult};
 use super::handlers::{Context, Filter};
 use super::options::Representation;
 use super::table;
-use crate::cache::{CacheError, Change, ChangeKind, WatchCache};
+use crate::cache::{CacheError, CachedObject, Change, ChangeKind};
 use crate::resources::ResourceInfo;
 
 /// A watch without `timeoutSeconds` ends after this long; clients watch again.
@@ -35,18 +35,28 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn encode(&mut self, kind: &str, object: &Value) -> Bytes {
+    fn encode(&mut self, kind: &str, cached: &CachedObject) -> Bytes {
         let object = match self.representation {
-            Representation::Object => object.clone(),
-            Representation::Metadata => table::partial_metadata(object),
+            Representation::Object => {
+                // The cached bytes as they are, inside the event's envelope.
+                let mut line = Vec::with_capacity(cached.json.len() + 32);
+                line.extend_from_slice(b"{\"type\":\"");
+                line.extend_from_slice(kind.as_bytes());
+                line.extend_from_slice(b"\",\"object\":");
+                line.extend_from_slice(&cached.json);
+                line.extend_from_slice(b"}\n");
+                return Bytes::from(line);
+            }
+            Representation::Metadata => table::partial_metadata(&cached.value()),
             Representation::Table => {
+                let object = cached.value();
                 let rv = object["metadata"]["resourceVersion"]
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
                 let t = table::table(
                     self.resource,
-                    &[object],
+                    &[&object],
                     &rv,
                     None,
                     self.include_object.as_deref(),
@@ -74,11 +84,11 @@ impl Encoder {
 /// The event a change is for this watcher, given its selectors: objects that start matching
 /// are ADDED, those that stop matching are DELETED.
 fn transition(change: &Change, filter: &Filter) -> Option<&'static str> {
-    let now = filter.matches(&change.object.value);
+    let now = filter.matches_object(&change.object);
     let before = change
         .prev
         .as_ref()
-        .is_some_and(|p| filter.matches(&p.value));
+        .is_some_and(|p| filter.matches_object(p));
     match change.kind {
         ChangeKind::Added => now.then_some("ADDED"),
         ChangeKind::Deleted => before.then_some("DELETED"),
@@ -99,6 +109,52 @@ fn streaming(body: Body) -> Response {
         http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+type Changes = futures::stream::BoxStream<'static, Result<Arc<Change>, CacheError>>;
+
+/// The changes under `prefix` after `start`, from the cache or, older than its window, from
+/// the store; `Err` with the response to send when the store has compacted that history.
+async fn changes_after(
+    ctx: &Context,
+    prefix: &str,
+    start: i64,
+    filter: &Filter,
+) -> ApiResult<Result<Changes, Response>> {
+    let cache = &ctx.server.cache;
+    // A kubelet's watch of its own pods is woken only by changes to pods on its node.
+    let index = filter
+        .fields
+        .required_value("spec.nodeName")
+        .map(|node| ("spec.nodeName", node));
+    match cache.watch(prefix, start, index) {
+        Ok(changes) => Ok(Ok(changes.map(Ok).boxed())),
+        // Older than the cache's window: the store may still have that history.
+        Err(CacheError::TooOld { .. }) => {
+            match cache
+                .watch_store(ctx.server.store.as_ref(), prefix, start)
+                .await
+            {
+                Ok(changes) => Ok(Ok(changes)),
+                Err(CacheError::Store(crate::store::Error::Compacted {
+                    requested,
+                    compacted,
+                })) => {
+                    // kube-apiserver answers 200 and an ERROR event, which clients turn into a
+                    // relist.
+                    let status = ApiError::gone(format!(
+                        "too old resource version: {requested} ({compacted})"
+                    ))
+                    .status();
+                    let line = event_line("ERROR", &status);
+                    let body = futures::stream::iter([Ok::<_, Infallible>(line)]);
+                    Ok(Err(streaming(Body::from_stream(body))))
+                }
+                Err(err) => Err(ApiError::internal(err.to_string())),
+            }
+        }
+        Err(err) => Err(ApiError::internal(err.to_string())),
+    }
 }
 
 pub(crate) async fn watch(ctx: Context) -> ApiResult<Response> {
@@ -134,8 +190,8 @@ pub(crate) async fn watch(ctx: Context) -> ApiResult<Response> {
             super::handlers::cache_at(&ctx).await?;
         }
         let (objects, revision) = cache.list(&prefix);
-        for object in objects.iter().filter(|o| filter.matches(&o.value)) {
-            initial.push(encoder.encode("ADDED", &object.value));
+        for object in objects.iter().filter(|o| filter.matches_object(o)) {
+            initial.push(encoder.encode("ADDED", object));
         }
         if options.send_initial_events() && bookmarks {
             initial.push(encoder.bookmark(revision, true));
@@ -145,34 +201,9 @@ pub(crate) async fn watch(ctx: Context) -> ApiResult<Response> {
         rv.parse::<i64>()
             .map_err(|_| ApiError::bad_request(format!("invalid resource version {rv:?}")))?
     };
-    let changes = match cache.watch(&prefix, start) {
-        Ok(changes) => changes.map(Ok).boxed(),
-        // Older than the cache's window: the store may still have that history.
-        Err(CacheError::TooOld { .. }) => {
-            match WatchCache::watch_store(ctx.server.store.as_ref(), &prefix, start).await {
-                Ok(changes) => changes,
-                Err(CacheError::Store(crate::store::Error::Compacted {
-                    requested,
-                    compacted,
-                })) => {
-                    // kube-apiserver answers 200 and an ERROR event, which clients turn into a
-                    // relist.
-                    let status = ApiError::gone(format!(
-                        "too old resource version: {requested} ({compacted})"
-                    ))
-                    .status();
-                    let line = event_line("ERROR", &status);
-                    return Ok(streaming(Body::from_stream(futures::stream::iter([Ok::<
-                        _,
-                        Infallible,
-                    >(
-                        line,
-                    )]))));
-                }
-                Err(err) => return Err(ApiError::internal(err.to_string())),
-            }
-        }
-        Err(err) => return Err(ApiError::internal(err.to_string())),
+    let changes = match changes_after(&ctx, &prefix, start, &filter).await? {
+        Ok(changes) => changes,
+        Err(gone) => return Ok(gone),
     };
     let filter = Arc::new(filter);
     let bookmark_every = ctx.server.config.bookmark_interval;
@@ -203,7 +234,7 @@ pub(crate) async fn watch(ctx: Context) -> ApiResult<Response> {
                             match change? {
                                 Ok(change) => {
                                     if let Some(kind) = transition(&change, &filter) {
-                                        let line = encoder.encode(kind, &change.object.value);
+                                        let line = encoder.encode(kind, &change.object);
                                         return Some((line, (changes, encoder, ticker)));
                                     }
                                 }

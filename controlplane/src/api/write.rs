@@ -404,14 +404,14 @@ pub(crate) async fn delete_collection(ctx: &Context, body: &[u8]) -> ApiResult<R
         .cache
         .list(&resource.key_prefix_in(ctx.namespace()));
     let mut deleted = Vec::new();
-    for object in objects.iter().filter(|o| filter.matches(&o.value)) {
+    for object in objects.iter().filter(|o| filter.matches_object(o)) {
         for _ in 0..RETRIES {
             let Some(kv) = ctx.server.store.get(&object.key).await? else {
                 break;
             };
             if let Some((_, body)) = delete_one(ctx, resource, &kv, &options).await? {
                 if body["kind"] == "Status" {
-                    deleted.push(object.value.clone());
+                    deleted.push(object.value());
                 } else {
                     deleted.push(body);
                 }

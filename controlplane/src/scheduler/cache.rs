@@ -1,17 +1,13 @@
-//! The scheduler's view of the cluster between watch events: which pods wait for a node,
-//! the node snapshot a decision is made on, and the pods this scheduler bound that the watch
-//! has not shown bound yet (the assume cache), so that a burst of pods does not overcommit a
-//! node. Pure: the caller passes the objects and the time.
+//! What the scheduler reads of a pod or node: keys, binding, whether it waits for this
+//! scheduler, and fingerprints of what can change a decision. The state kept between watch
+//! events is in [`super::state`].
 
+use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
-use super::node_info::NodeInfo;
-use super::resources::ResourceError;
 use super::taints;
 
 /// The scheduler name of pods that do not name one.
@@ -111,9 +107,10 @@ pub fn node_fingerprint(node: &Node) -> u64 {
 
 /// Orders pods as kube-scheduler's `PrioritySort` does: higher `spec.priority` first, then the
 /// older pod, then by namespace/name for a stable order.
-pub fn sort_by_priority(pods: &mut [&Pod]) {
+pub fn sort_by_priority<P: std::borrow::Borrow<Pod>>(pods: &mut [P]) {
     let priority = |p: &Pod| p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
     pods.sort_by(|a, b| {
+        let (a, b) = (a.borrow(), b.borrow());
         priority(b)
             .cmp(&priority(a))
             .then_with(|| {
@@ -122,115 +119,4 @@ pub fn sort_by_priority(pods: &mut [&Pod]) {
             })
             .then_with(|| pod_key(a).cmp(&pod_key(b)))
     });
-}
-
-#[derive(Debug, Clone)]
-struct Assumed {
-    pod: Pod,
-    expires: Instant,
-}
-
-/// Pods this scheduler bound whose binding the watch has not delivered yet, by UID.
-#[derive(Debug, Clone)]
-pub struct AssumeCache {
-    ttl: Duration,
-    pods: HashMap<String, Assumed>,
-}
-
-impl AssumeCache {
-    /// An empty cache whose entries expire after `ttl` if the watch never confirms them.
-    #[must_use]
-    pub fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            pods: HashMap::new(),
-        }
-    }
-
-    /// Records that `pod` was bound to `node`.
-    pub fn assume(&mut self, pod: &Pod, node: &str, now: Instant) {
-        let mut bound = pod.clone();
-        bound.spec.get_or_insert_with(Default::default).node_name = Some(node.to_string());
-        self.pods.insert(
-            pod_uid(pod).to_string(),
-            Assumed {
-                pod: bound,
-                expires: now + self.ttl,
-            },
-        );
-    }
-
-    /// Whether a pod is assumed bound.
-    #[must_use]
-    pub fn contains(&self, uid: &str) -> bool {
-        self.pods.contains_key(uid)
-    }
-
-    /// Drops the entries the watch has caught up with (the pod shows a node, or is gone) and
-    /// the expired ones. `current` looks a pod up by UID in the watch cache.
-    pub fn reconcile<'a>(&mut self, current: impl Fn(&str) -> Option<&'a Pod>, now: Instant) {
-        self.pods.retain(|uid, assumed| {
-            assumed.expires > now && current(uid).is_some_and(|pod| bound_node(pod).is_none())
-        });
-    }
-
-    /// The assumed pods, each with `spec.nodeName` set.
-    pub fn pods(&self) -> impl Iterator<Item = &Pod> {
-        self.pods.values().map(|a| &a.pod)
-    }
-
-    /// How many pods are assumed.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.pods.len()
-    }
-
-    /// Whether no pod is assumed.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.pods.is_empty()
-    }
-}
-
-/// A node left out of a snapshot because its own or a bound pod's quantities are invalid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkippedNode {
-    /// The node.
-    pub node: String,
-    /// What could not be read.
-    pub error: ResourceError,
-}
-
-/// Builds the per-node view a scheduling pass decides on: every node, sorted by name, with the
-/// non-terminal pods bound to it and the assumed ones. Assumed pods must already be
-/// reconciled against `pods`, so that none is counted twice.
-pub fn build_snapshot<'a>(
-    nodes: impl IntoIterator<Item = &'a Node>,
-    pods: impl IntoIterator<Item = &'a Pod>,
-    assumed: &'a AssumeCache,
-) -> (Vec<NodeInfo>, Vec<SkippedNode>) {
-    let mut by_node: HashMap<&str, Vec<Pod>> = HashMap::new();
-    for pod in pods.into_iter().chain(assumed.pods()) {
-        if let Some(node) = bound_node(pod)
-            && !is_terminal(pod)
-        {
-            by_node.entry(node).or_default().push(pod.clone());
-        }
-    }
-    let mut sorted: Vec<&Node> = nodes.into_iter().collect();
-    sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    let mut infos = Vec::with_capacity(sorted.len());
-    let mut skipped = Vec::new();
-    for node in sorted {
-        let name = node.metadata.name.as_deref().unwrap_or_default();
-        let node_pods = by_node.remove(name).unwrap_or_default();
-        match NodeInfo::new(node.clone(), node_pods) {
-            Ok(info) => infos.push(info),
-            Err(error) => skipped.push(SkippedNode {
-                node: name.to_string(),
-                error,
-            }),
-        }
-    }
-    (infos, skipped)
 }

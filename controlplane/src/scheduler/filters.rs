@@ -204,7 +204,7 @@ pub fn node_resources_fit(pod: &PodResources, node: &NodeInfo) -> FilterResult {
     let mut reasons = Vec::new();
     let allocatable = node.allocatable();
     let used = node.requested();
-    let pod_count = i64::try_from(node.pods().len()).unwrap_or(i64::MAX);
+    let pod_count = i64::try_from(node.pod_count()).unwrap_or(i64::MAX);
     if pod_count.saturating_add(1) > allocatable.pods {
         reasons.push(REASON_TOO_MANY_PODS.to_string());
     }

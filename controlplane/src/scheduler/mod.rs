@@ -5,8 +5,9 @@
 //!
 //! The core is pure and unit-tested: [`quantity`] and [`resources`] do the arithmetic,
 //! [`filters`] and [`score`] judge one node, [`algorithm`] makes one decision and formats the
-//! unschedulable message ([`fit_error`]), [`queue`] and [`cache`] keep the state between
-//! decisions. [`pass`] and [`mod@run`] wire it to the API through a kube-rs `Client` only, so the
+//! unschedulable message ([`fit_error`]), [`queue`] and [`state`] keep the state between
+//! decisions: the pods waiting and when to try them, and every node with its pods, updated
+//! from watch events and as pods are assumed. [`pass`] and [`mod@run`] wire it to the API through a kube-rs `Client` only, so the
 //! scheduler works against ferrolet's API server and a real kube-apiserver alike.
 
 pub mod affinity;
@@ -22,6 +23,7 @@ pub mod queue;
 pub mod resources;
 pub mod run;
 pub mod score;
+pub mod state;
 pub mod taints;
 
 pub use algorithm::{ScheduleError, ScheduleResult, schedule_pod};

@@ -1,23 +1,32 @@
-//! One scheduling pass over the watch caches: decide for every pending pod that is due, bind
-//! it or record why it does not fit. The API writes go through [`SchedulerApi`], so that a
-//! pass runs against a recording fake in tests and against a real API server in production.
+//! One scheduling pass: decide for every pending pod that is due on the cache's view of the
+//! nodes, assuming each onto its node as it is placed (kube-scheduler's scheduling cycle), then
+//! bind them all concurrently (its binding cycle) or record why they do not fit. The API
+//! writes go through [`SchedulerApi`], so that a pass runs against a recording fake in tests
+//! and against a real API server in production.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Binding, Event, Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use super::algorithm::{self, REASON_SCHEDULER_ERROR};
-use super::cache::{self, AssumeCache};
+use super::cache;
 use super::objects::{self, EventReporter};
 use super::queue::{BackoffConfig, SchedulingQueue};
 use super::run::{Error, SchedulerConfig, error_chain};
+use super::state::SchedulerCache;
+
+/// Bindings in flight at once in a pass (kube-scheduler binds each pod in its own goroutine).
+const BIND_CONCURRENCY: usize = 32;
 
 /// The API writes of the scheduler.
 #[async_trait]
@@ -97,16 +106,41 @@ pub struct PassReport {
     pub failed: Vec<String>,
 }
 
-/// The scheduler's state across passes: the queue, the assume cache, and the last
+/// How a binding ended.
+enum BindOutcome {
+    Bound,
+    /// 409 because the pod already has a node: someone (a previous attempt of ours whose
+    /// answer was lost, say) bound it; the watch will show where.
+    AlreadyBound,
+    /// 409 for another reason (being deleted) or 404: only back off.
+    GoneOrTaken(String),
+    Failed(kube::Error),
+}
+
+fn bind_outcome(result: kube::Result<()>) -> BindOutcome {
+    match result {
+        Ok(()) => BindOutcome::Bound,
+        Err(kube::Error::Api(status))
+            if status.is_conflict() && status.message.contains("already assigned to node") =>
+        {
+            BindOutcome::AlreadyBound
+        }
+        Err(kube::Error::Api(status)) if status.is_conflict() || status.is_not_found() => {
+            BindOutcome::GoneOrTaken(status.message.clone())
+        }
+        Err(error) => BindOutcome::Failed(error),
+    }
+}
+
+/// The scheduler's state across passes: the cache, the queue, and the last
 /// `FailedScheduling` event of each pod (to not repeat an unchanged one).
 #[derive(Debug)]
 pub struct Scheduler<A> {
     api: A,
-    name: String,
     reporter: EventReporter,
     event_repeat_interval: Duration,
     queue: SchedulingQueue,
-    assumed: AssumeCache,
+    cache: SchedulerCache,
     last_failure: HashMap<String, (String, Instant)>,
 }
 
@@ -115,7 +149,6 @@ impl<A: SchedulerApi> Scheduler<A> {
     pub fn new(api: A, config: &SchedulerConfig) -> Self {
         Self {
             api,
-            name: config.scheduler_name.clone(),
             reporter: EventReporter {
                 component: config.scheduler_name.clone(),
                 instance: config.reporting_instance.clone(),
@@ -126,7 +159,7 @@ impl<A: SchedulerApi> Scheduler<A> {
                 max: config.max_backoff,
                 unschedulable_timeout: config.unschedulable_timeout,
             }),
-            assumed: AssumeCache::new(config.assumed_pod_ttl),
+            cache: SchedulerCache::new(&config.scheduler_name, config.assumed_pod_ttl),
             last_failure: HashMap::new(),
         }
     }
@@ -134,6 +167,11 @@ impl<A: SchedulerApi> Scheduler<A> {
     /// The writes go here.
     pub fn api(&self) -> &A {
         &self.api
+    }
+
+    /// The cache the decisions are made on.
+    pub fn cache(&self) -> &SchedulerCache {
+        &self.cache
     }
 
     /// A change that may let unschedulable pods fit (node added or changed, bound pod gone).
@@ -147,86 +185,80 @@ impl<A: SchedulerApi> Scheduler<A> {
         self.queue.next_ready_at()
     }
 
-    /// Schedules every pending pod that is due at `now`, in priority order, on the nodes and
-    /// pods of the watch caches. API failures are logged and retried with backoff.
+    /// Takes a pod watch event into the cache; true if resources may have been freed.
+    pub fn pod_event(&mut self, event: watcher::Event<Pod>) -> bool {
+        let applied = match event {
+            watcher::Event::Init => {
+                self.cache.begin_pod_relist();
+                return false;
+            }
+            watcher::Event::InitDone => self.cache.end_pod_relist(),
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                self.cache.update_pod(pod)
+            }
+            watcher::Event::Delete(pod) => self.cache.delete_pod(&pod),
+        };
+        applied.cluster_changed
+    }
+
+    /// Takes a node watch event into the cache.
+    pub fn node_event(&mut self, event: watcher::Event<Node>) {
+        match event {
+            watcher::Event::Init => self.cache.begin_node_relist(),
+            watcher::Event::InitDone => self.cache.end_node_relist(),
+            watcher::Event::Apply(node) | watcher::Event::InitApply(node) => {
+                self.cache.update_node(node);
+            }
+            watcher::Event::Delete(node) => {
+                self.cache
+                    .delete_node(node.metadata.name.as_deref().unwrap_or_default());
+            }
+        }
+    }
+
+    /// Schedules every pending pod that is due at `now`, in priority order: each is decided
+    /// on the cache's nodes and assumed there at once, so the next decision sees it; then all
+    /// are bound concurrently. API failures are logged and retried with backoff.
     pub async fn schedule_pending(
         &mut self,
-        nodes: &[Arc<Node>],
-        pods: &[Arc<Pod>],
         now: Instant,
         wall: Timestamp,
         cancel: &CancellationToken,
     ) -> PassReport {
         let mut report = PassReport::default();
-        let by_uid: HashMap<&str, &Pod> = pods
-            .iter()
-            .map(|p| (cache::pod_uid(p), p.as_ref()))
-            .collect();
-        self.assumed.reconcile(|uid| by_uid.get(uid).copied(), now);
+        self.cache.cleanup_expired(now);
+        let pending = self.cache.pending();
+        self.queue
+            .sync(pending.iter().map(|(uid, p)| (uid.as_str(), p.fingerprint)));
+        self.last_failure.retain(|uid, _| pending.contains_key(uid));
 
-        let pending: Vec<&Pod> = pods
+        let mut due: Vec<Arc<Pod>> = self
+            .queue
+            .ready(now)
             .iter()
-            .map(AsRef::as_ref)
-            .filter(|p| {
-                let uid = cache::pod_uid(p);
-                !uid.is_empty()
-                    && cache::is_pending_for(p, &self.name)
-                    && !self.assumed.contains(uid)
-            })
-            .collect();
-        self.queue.sync(
-            pending
-                .iter()
-                .map(|p| (cache::pod_uid(p), cache::scheduling_fingerprint(p))),
-        );
-        let pending_uids: HashSet<&str> = pending.iter().map(|p| cache::pod_uid(p)).collect();
-        self.last_failure
-            .retain(|uid, _| pending_uids.contains(uid.as_str()));
-
-        let ready: HashSet<String> = self.queue.ready(now).into_iter().collect();
-        let mut due: Vec<&Pod> = pending
-            .into_iter()
-            .filter(|p| ready.contains(cache::pod_uid(p)))
+            .filter_map(|uid| pending.get(uid).map(|p| p.pod.clone()))
             .collect();
         if due.is_empty() {
             return report;
         }
         cache::sort_by_priority(&mut due);
 
-        let (mut snapshot, skipped) = cache::build_snapshot(
-            nodes.iter().map(AsRef::as_ref),
-            pods.iter().map(AsRef::as_ref),
-            &self.assumed,
-        );
-        for s in skipped {
-            tracing::warn!(node = %s.node, error = %s.error, "leaving node out of scheduling");
-        }
-
+        // Scheduling cycle: one decision after another on the same, updated view.
+        let mut placed: Vec<(Arc<Pod>, String)> = Vec::new();
         for pod in due {
             if cancel.is_cancelled() {
                 break;
             }
-            let key = cache::pod_key(pod);
-            match algorithm::schedule_pod(pod, &snapshot) {
+            match algorithm::schedule_pod(&pod, self.cache.nodes()) {
                 Ok(result) => {
-                    if self.bind(pod, &result.node, now, wall).await {
-                        let mut bound = pod.clone();
-                        bound.spec.get_or_insert_with(Default::default).node_name =
-                            Some(result.node.clone());
-                        if let Some(info) = snapshot.iter_mut().find(|n| n.name() == result.node)
-                            && let Err(error) = info.add_pod(bound)
-                        {
-                            tracing::warn!(pod = %key, %error, "accounting bound pod");
-                        }
-                        report.bound.push((key, result.node));
-                    } else {
-                        report.failed.push(key);
-                    }
+                    self.cache.assume(cache::pod_uid(&pod), &result.node);
+                    placed.push((pod, result.node));
                 }
                 Err(error) => {
+                    let key = cache::pod_key(&pod);
                     tracing::info!(pod = %key, reason = %error, "pod is unschedulable");
                     self.record_failure(
-                        pod,
+                        &pod,
                         error.condition_reason(),
                         &error.to_string(),
                         now,
@@ -237,26 +269,69 @@ impl<A: SchedulerApi> Scheduler<A> {
                 }
             }
         }
+
+        // Binding cycle: every binding at once (bounded), in decision order.
+        let api = &self.api;
+        let reporter = &self.reporter;
+        let outcomes: Vec<(Arc<Pod>, String, BindOutcome)> = futures::stream::iter(placed)
+            .map(|(pod, node)| async move {
+                let outcome = bind_outcome(api.bind(&objects::binding(&pod, &node)).await);
+                if matches!(outcome, BindOutcome::Bound) {
+                    let event = objects::scheduled_event(&pod, &node, reporter, wall);
+                    emit(api, &pod, event).await;
+                }
+                (pod, node, outcome)
+            })
+            .buffered(BIND_CONCURRENCY)
+            .collect()
+            .await;
+        for (pod, node, outcome) in outcomes {
+            match self.finish_binding(&pod, &node, outcome, now, wall).await {
+                Some(true) => report.bound.push((cache::pod_key(&pod), node)),
+                Some(false) => report.failed.push(cache::pod_key(&pod)),
+                None => {}
+            }
+        }
         report
     }
 
-    /// Binds and, on success, assumes the pod and reports it; on failure, backs off.
-    async fn bind(&mut self, pod: &Pod, node: &str, now: Instant, wall: Timestamp) -> bool {
+    /// Settles an assumed pod after its binding: confirmed, or forgotten and backed off.
+    /// `Some(true)` if it was bound, `Some(false)` if that failed, `None` if someone else had
+    /// bound it.
+    async fn finish_binding(
+        &mut self,
+        pod: &Pod,
+        node: &str,
+        outcome: BindOutcome,
+        now: Instant,
+        wall: Timestamp,
+    ) -> Option<bool> {
         let key = cache::pod_key(pod);
         let uid = cache::pod_uid(pod).to_string();
-        match self.api.bind(&objects::binding(pod, node)).await {
-            Ok(()) => {
-                tracing::info!(pod = %key, node, "bound pod");
-                self.assumed.assume(pod, node, now);
+        match outcome {
+            BindOutcome::Bound => {
+                tracing::debug!(pod = %key, node, "bound pod");
+                self.cache.finish_binding(&uid, now);
                 self.queue.remove(&uid);
                 self.last_failure.remove(&uid);
-                let event = objects::scheduled_event(pod, node, &self.reporter, wall);
-                self.emit(pod, event).await;
-                true
+                Some(true)
             }
-            Err(source) => {
-                let gone_or_taken =
-                    matches!(&source, kube::Error::Api(s) if s.is_conflict() || s.is_not_found());
+            BindOutcome::AlreadyBound => {
+                // Treated as bound: no second attempt; the watch shows the node it is on.
+                tracing::info!(pod = %key, "pod is already bound");
+                self.cache.finish_binding(&uid, now);
+                self.queue.remove(&uid);
+                self.last_failure.remove(&uid);
+                None
+            }
+            BindOutcome::GoneOrTaken(message) => {
+                tracing::warn!(pod = %key, node, %message, "binding refused");
+                self.cache.forget(&uid, true);
+                self.queue.mark_failed(&uid, now);
+                Some(false)
+            }
+            BindOutcome::Failed(source) => {
+                self.cache.forget(&uid, true);
                 let cause = source.to_string();
                 let error = Error::BindFailed {
                     pod: key,
@@ -264,15 +339,10 @@ impl<A: SchedulerApi> Scheduler<A> {
                     source,
                 };
                 tracing::warn!(error = %error_chain(&error), "binding failed");
-                if gone_or_taken {
-                    // Bound elsewhere or deleted meanwhile: the watch will tell; back off only.
-                    self.queue.mark_failed(&uid, now);
-                } else {
-                    let message = format!("running Bind plugin \"DefaultBinder\": {cause}");
-                    self.record_failure(pod, REASON_SCHEDULER_ERROR, &message, now, wall)
-                        .await;
-                }
-                false
+                let message = format!("running Bind plugin \"DefaultBinder\": {cause}");
+                self.record_failure(pod, REASON_SCHEDULER_ERROR, &message, now, wall)
+                    .await;
+                Some(false)
             }
         }
     }
@@ -305,19 +375,19 @@ impl<A: SchedulerApi> Scheduler<A> {
         });
         if !repeat {
             let event = objects::failed_scheduling_event(pod, message, &self.reporter, wall);
-            self.emit(pod, event).await;
+            emit(&self.api, pod, event).await;
             self.last_failure.insert(uid, (message.to_string(), now));
         }
     }
+}
 
-    async fn emit(&self, pod: &Pod, event: Event) {
-        if let Err(source) = self.api.create_event(&event).await {
-            let error = Error::EventFailed {
-                pod: cache::pod_key(pod),
-                reason: event.reason.clone().unwrap_or_default(),
-                source,
-            };
-            tracing::warn!(error = %error_chain(&error), "recording event");
-        }
+async fn emit<A: SchedulerApi>(api: &A, pod: &Pod, event: Event) {
+    if let Err(source) = api.create_event(&event).await {
+        let error = Error::EventFailed {
+            pod: cache::pod_key(pod),
+            reason: event.reason.clone().unwrap_or_default(),
+            source,
+        };
+        tracing::warn!(error = %error_chain(&error), "recording event");
     }
 }

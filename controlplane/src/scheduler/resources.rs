@@ -101,6 +101,21 @@ impl Resources {
         }
     }
 
+    /// Takes `other` away from `self` (saturating), undoing an [`Resources::add`].
+    pub fn sub(&mut self, other: &Self) {
+        self.milli_cpu = self.milli_cpu.saturating_sub(other.milli_cpu);
+        self.memory = self.memory.saturating_sub(other.memory);
+        self.ephemeral_storage = self
+            .ephemeral_storage
+            .saturating_sub(other.ephemeral_storage);
+        self.pods = self.pods.saturating_sub(other.pods);
+        for (name, amount) in &other.scalar {
+            if let Some(entry) = self.scalar.get_mut(name) {
+                *entry = entry.saturating_sub(*amount);
+            }
+        }
+    }
+
     /// Raises each amount of `self` to at least the one in `other`.
     pub fn set_max(&mut self, other: &Self) {
         self.milli_cpu = self.milli_cpu.max(other.milli_cpu);

@@ -1,5 +1,5 @@
-//! The scheduler loop: reflectors over pods and nodes, and a scheduling pass whenever the
-//! cluster changed or a waiting pod is due. It speaks only the Kubernetes API through a
+//! The scheduler loop: watches over pods and nodes feeding the scheduler's cache, and a
+//! scheduling pass whenever the cluster changed or a waiting pod is due. It speaks only the Kubernetes API through a
 //! kube-rs `Client`, like kube-scheduler, so it runs against any API server.
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
@@ -31,8 +31,10 @@ pub struct SchedulerConfig {
     pub max_backoff: Duration,
     /// How long an unschedulable pod waits for a cluster change before it is retried anyway.
     pub unschedulable_timeout: Duration,
-    /// How long a binding is assumed before the watch must have confirmed it.
-    pub assumed_pod_ttl: Duration,
+    /// How long after its binding was accepted an assumed pod may wait for the watch to show
+    /// it bound before it is dropped; `None` waits as long as it takes (kube-scheduler's
+    /// default: a pod the API server bound is bound, however late the watch).
+    pub assumed_pod_ttl: Option<Duration>,
     /// An unchanged `FailedScheduling` event of a pod is repeated at most this often.
     pub event_repeat_interval: Duration,
 }
@@ -45,7 +47,7 @@ impl Default for SchedulerConfig {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(10),
             unschedulable_timeout: Duration::from_mins(1),
-            assumed_pod_ttl: Duration::from_secs(30),
+            assumed_pod_ttl: None,
             event_repeat_interval: Duration::from_mins(5),
         }
     }
@@ -158,12 +160,12 @@ type WatchItem<K> = Option<std::result::Result<watcher::Event<K>, watcher::Error
 fn take<K>(
     item: WatchItem<K>,
     resource: &'static str,
-    handle: &mut impl FnMut(&watcher::Event<K>) -> bool,
+    handle: &mut impl FnMut(watcher::Event<K>) -> bool,
 ) -> Result<bool> {
     match item {
-        Some(Ok(event)) => Ok(handle(&event)),
+        Some(Ok(event)) => Ok(handle(event)),
         Some(Err(error)) => {
-            // The watcher retries with backoff; the caches stay as they were meanwhile.
+            // The watcher retries with backoff; the cache stays as it was meanwhile.
             tracing::warn!(resource, error = %error_chain(&error), "watch error");
             Ok(false)
         }
@@ -175,7 +177,7 @@ fn take<K>(
 fn drain<K, S: Stream<Item = std::result::Result<watcher::Event<K>, watcher::Error>> + Unpin>(
     stream: &mut S,
     resource: &'static str,
-    handle: &mut impl FnMut(&watcher::Event<K>) -> bool,
+    handle: &mut impl FnMut(watcher::Event<K>) -> bool,
 ) -> Result<bool> {
     let mut changed = false;
     while let Some(item) = stream.next().now_or_never() {
@@ -189,17 +191,11 @@ fn drain<K, S: Stream<Item = std::result::Result<watcher::Event<K>, watcher::Err
 /// best node, and records `PodScheduled=False` and a `FailedScheduling` event for those that
 /// fit nowhere, retrying them when nodes change and periodically with backoff.
 pub async fn run(client: Client, config: SchedulerConfig, cancel: CancellationToken) -> Result<()> {
-    let (pod_store, pod_writer) = reflector::store::<Pod>();
-    let (node_store, node_writer) = reflector::store::<Node>();
     let mut pod_events = pin!(
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(pod_writer)
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff()
     );
     let mut node_events = pin!(
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(node_writer)
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff()
     );
     let mut scheduler = Scheduler::new(KubeSchedulerApi::new(client), &config);
     let mut watch = ClusterWatch::default();
@@ -213,32 +209,42 @@ pub async fn run(client: Client, config: SchedulerConfig, cancel: CancellationTo
                 None => future::pending().await,
             }
         };
+        let mut on_pod = |event: watcher::Event<Pod>| {
+            let changed = watch.pod_event(&event);
+            scheduler.pod_event(event) || changed
+        };
         let mut changed = tokio::select! {
             () = cancel.cancelled() => break,
-            item = pod_events.next() => take(item, "pods", &mut |e| watch.pod_event(e))?,
-            item = node_events.next() => take(item, "nodes", &mut |e| watch.node_event(e))?,
+            item = pod_events.next() => take(item, "pods", &mut on_pod)?,
+            item = node_events.next() => take(item, "nodes", &mut |e| {
+                let changed = watch.node_event(&e);
+                scheduler.node_event(e);
+                changed
+            })?,
             () = due => false,
         };
         // Coalesce a burst of events into one pass.
-        changed |= drain(&mut pod_events, "pods", &mut |e| watch.pod_event(e))?;
-        changed |= drain(&mut node_events, "nodes", &mut |e| watch.node_event(e))?;
+        changed |= drain(&mut pod_events, "pods", &mut |e| {
+            let changed = watch.pod_event(&e);
+            scheduler.pod_event(e) || changed
+        })?;
+        changed |= drain(&mut node_events, "nodes", &mut |e| {
+            let changed = watch.node_event(&e);
+            scheduler.node_event(e);
+            changed
+        })?;
         if changed {
             scheduler.cluster_changed();
         }
         if watch.synced() {
             let report = scheduler
-                .schedule_pending(
-                    &node_store.state(),
-                    &pod_store.state(),
-                    Instant::now(),
-                    Timestamp::now(),
-                    &cancel,
-                )
+                .schedule_pending(Instant::now(), Timestamp::now(), &cancel)
                 .await;
             if !report.bound.is_empty() || !report.failed.is_empty() {
                 tracing::debug!(
                     bound = report.bound.len(),
                     failed = report.failed.len(),
+                    assumed = scheduler.cache().assumed_count(),
                     "scheduling pass"
                 );
             }

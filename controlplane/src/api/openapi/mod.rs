@@ -1,6 +1,7 @@
-//! `OpenAPI` v3 documents (`/openapi/v3` and one per group-version), generated from the
-//! k8s-openapi types' JSON schemas: what `kubectl explain` reads, and what kubectl checks to
-//! leave field validation to the server (`fieldValidation` on each PATCH operation).
+//! `OpenAPI` documents generated from the k8s-openapi types' JSON schemas: v3 (`/openapi/v3` and
+//! one per group-version) and v2 (`/openapi/v2`, [`v2`]), what `kubectl explain` reads, and what
+//! kubectl checks to leave field validation to the server (`fieldValidation` on each PATCH
+//! operation).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -19,6 +20,9 @@ use super::server::json_response;
 use crate::patch::{FieldSchema, PatchStrategy};
 use crate::resources::{RESOURCES, ResourceInfo};
 
+mod gnostic;
+mod v2;
+
 /// One group-version document and its hash.
 struct Document {
     body: Vec<u8>,
@@ -28,13 +32,8 @@ struct Document {
 fn documents() -> &'static BTreeMap<String, Document> {
     static DOCUMENTS: OnceLock<BTreeMap<String, Document>> = OnceLock::new();
     DOCUMENTS.get_or_init(|| {
-        let mut gvs: Vec<(&str, &str)> = Vec::new();
-        for r in RESOURCES {
-            if !gvs.contains(&(r.group, r.version)) {
-                gvs.push((r.group, r.version));
-            }
-        }
-        gvs.into_iter()
+        group_versions()
+            .into_iter()
             .map(|(group, version)| {
                 let path = if group.is_empty() {
                     format!("api/{version}")
@@ -43,20 +42,14 @@ fn documents() -> &'static BTreeMap<String, Document> {
                 };
                 let body =
                     serde_json::to_vec(&group_version_document(group, version)).unwrap_or_default();
-                let hash = Sha256::digest(&body)
-                    .iter()
-                    .fold(String::new(), |mut s, b| {
-                        use std::fmt::Write as _;
-                        let _ = write!(s, "{b:02X}");
-                        s
-                    });
+                let hash = hash_of(&body);
                 (path, Document { body, hash })
             })
             .collect()
     })
 }
 
-pub(crate) fn handle(info: &RequestInfo, _request: &Request<Body>) -> ApiResult<Response> {
+pub(crate) fn handle(info: &RequestInfo, request: &Request<Body>) -> ApiResult<Response> {
     let parts: Vec<&str> = info.parts.iter().map(String::as_str).collect();
     match parts.as_slice() {
         ["openapi", "v3"] => {
@@ -83,7 +76,7 @@ pub(crate) fn handle(info: &RequestInfo, _request: &Request<Body>) -> ApiResult<
             }
             Ok(response)
         }
-        // kubectl asks for the v2 document only as a fallback, in protobuf; v3 is complete.
+        ["openapi", "v2"] => v2::handle(request),
         _ => Err(ApiError::path_not_found(&info.path)),
     }
 }
@@ -315,18 +308,23 @@ fn paths_for(resource: &ResourceInfo, schema: &str) -> Map<String, Value> {
     paths
 }
 
-fn group_version_document(group: &str, version: &str) -> Value {
+/// The schemas of the kinds served in one group-version, keyed by definition name, with
+/// kube-apiserver's extensions (`x-kubernetes-group-version-kind`, patch strategies), their
+/// references pointing into `#/components/schemas/`; and each served kind's definition name.
+/// Both the v3 and the v2 documents are made from these.
+pub(super) fn annotated_schemas(
+    group: &str,
+    version: &str,
+) -> (Map<String, Value>, Vec<(String, &'static ResourceInfo)>) {
     let mut settings = SchemaSettings::openapi3();
     settings.definitions_path = "#/components/schemas/".into();
     let mut generator = settings.into_generator();
-    let mut paths = Map::new();
     let mut kinds = Vec::new();
     for resource in RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
     {
         if let Some(schema) = kind_schema(&mut generator, resource.kind, resource.group) {
-            paths.extend(paths_for(resource, &schema));
             kinds.push((schema, resource));
         }
     }
@@ -343,13 +341,33 @@ fn group_version_document(group: &str, version: &str) -> Value {
             );
         }
     }
-    for (schema, resource) in kinds {
-        if let Some(Value::Object(definition)) = schemas.get_mut(&schema) {
+    for (schema, resource) in &kinds {
+        if let Some(Value::Object(definition)) = schemas.get_mut(schema) {
             definition.insert(
                 "x-kubernetes-group-version-kind".into(),
                 json!([{"group": resource.group, "kind": resource.kind, "version": resource.version}]),
             );
         }
+    }
+    (schemas, kinds)
+}
+
+/// The group-versions served, in the order of [`RESOURCES`].
+pub(super) fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut gvs: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if !gvs.contains(&(r.group, r.version)) {
+            gvs.push((r.group, r.version));
+        }
+    }
+    gvs
+}
+
+fn group_version_document(group: &str, version: &str) -> Value {
+    let (schemas, kinds) = annotated_schemas(group, version);
+    let mut paths = Map::new();
+    for (schema, resource) in &kinds {
+        paths.extend(paths_for(resource, schema));
     }
     let mut schemas = Value::Object(schemas);
     wrap_refs(&mut schemas);
@@ -358,6 +376,15 @@ fn group_version_document(group: &str, version: &str) -> Value {
         "info": {"title": "Kubernetes", "version": super::discovery::KUBERNETES_VERSION},
         "paths": paths,
         "components": {"schemas": schemas},
+    })
+}
+
+/// The hex SHA-256 of a document, as kube-apiserver names its versions and `ETag`s.
+pub(super) fn hash_of(body: &[u8]) -> String {
+    Sha256::digest(body).iter().fold(String::new(), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02X}");
+        s
     })
 }
 
