@@ -222,6 +222,14 @@ fn two_local_clusters_side_by_side() {
         assert!(ping.status.success(), "ping {ip}");
     }
 
+    // kubectl exec and logs reach the node's kubelet server through the API server.
+    let hostname = kubectl(
+        &a.kubeconfig,
+        &["exec", "hello", "--", "cat", "/etc/hostname"],
+    );
+    assert_eq!(hostname.trim(), "hello");
+    kubectl(&a.kubeconfig, &["logs", "hello"]);
+
     // SIGTERM stops everything each started; the other keeps running until its own turn.
     assert_stops_cleanly(&mut a, 1);
     assert!(kubectl(&b.kubeconfig, &["get", "pods"]).contains("Running"));
