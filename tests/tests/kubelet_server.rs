@@ -755,9 +755,9 @@ async fn metrics_parse_as_prometheus_text_with_the_series(ctx: Ctx) -> Result<()
     find(
         &samples,
         "kubelet_runtime_operations_duration_seconds_bucket",
-        &[("operation_type", "run_pod_sandbox"), ("le", "+Inf")],
+        &[("operation_type", "run_podsandbox"), ("le", "+Inf")],
     )
-    .context("run_pod_sandbox latency")?;
+    .context("run_podsandbox latency")?;
     let pods = find(&samples, "kubelet_running_pods", &[]).context("kubelet_running_pods")?;
     ensure!(pods.value >= 1.0, "running pods: {}", pods.value);
     let containers = find(

@@ -1,6 +1,6 @@
 //! [`InstrumentedRuntime`]: a [`RuntimeService`] that times every call and counts its
-//! errors (`kubelet_runtime_operations_*`, labelled with the call's name as the kubelet's
-//! `instrumentedRuntimeService` does).
+//! errors (`kubelet_runtime_operations_*`, labelled with the operation names of the kubelet's
+//! `instrumentedRuntimeService`: `run_podsandbox`, `list_containers`, `exec_sync`, ...).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ impl RuntimeService for InstrumentedRuntime {
         runtime_handler: &str,
     ) -> Result<String> {
         timed(
-            "run_pod_sandbox",
+            "run_podsandbox",
             self.inner.run_pod_sandbox(config, runtime_handler),
         )
         .await
@@ -63,7 +63,7 @@ impl RuntimeService for InstrumentedRuntime {
 
     async fn stop_pod_sandbox(&self, pod_sandbox_id: &str) -> Result<()> {
         timed(
-            "stop_pod_sandbox",
+            "stop_podsandbox",
             self.inner.stop_pod_sandbox(pod_sandbox_id),
         )
         .await
@@ -71,7 +71,7 @@ impl RuntimeService for InstrumentedRuntime {
 
     async fn remove_pod_sandbox(&self, pod_sandbox_id: &str) -> Result<()> {
         timed(
-            "remove_pod_sandbox",
+            "remove_podsandbox",
             self.inner.remove_pod_sandbox(pod_sandbox_id),
         )
         .await
@@ -83,7 +83,7 @@ impl RuntimeService for InstrumentedRuntime {
         verbose: bool,
     ) -> Result<api::PodSandboxStatusResponse> {
         timed(
-            "pod_sandbox_status",
+            "podsandbox_status",
             self.inner.pod_sandbox_status(pod_sandbox_id, verbose),
         )
         .await
@@ -93,7 +93,7 @@ impl RuntimeService for InstrumentedRuntime {
         &self,
         filter: Option<api::PodSandboxFilter>,
     ) -> Result<Vec<api::PodSandbox>> {
-        timed("list_pod_sandbox", self.inner.list_pod_sandbox(filter)).await
+        timed("list_podsandbox", self.inner.list_pod_sandbox(filter)).await
     }
 
     async fn create_container(
@@ -155,7 +155,7 @@ impl RuntimeService for InstrumentedRuntime {
         linux: Option<api::LinuxContainerResources>,
     ) -> Result<()> {
         timed(
-            "update_container_resources",
+            "update_container",
             self.inner.update_container_resources(container_id, linux),
         )
         .await
@@ -222,7 +222,7 @@ impl RuntimeService for InstrumentedRuntime {
         filter: Option<api::PodSandboxStatsFilter>,
     ) -> Result<Vec<api::PodSandboxStats>> {
         timed(
-            "list_pod_sandbox_stats",
+            "list_podsandbox_stats",
             self.inner.list_pod_sandbox_stats(filter),
         )
         .await
