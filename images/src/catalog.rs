@@ -86,7 +86,7 @@ pub fn pull_test(busybox_binary: &Path) -> Result<ImageRecipe> {
 pub fn test_server(busybox_binary: &Path, program: &Path) -> Result<ImageRecipe> {
     require_static(program)?;
     let mut image = busybox(busybox_binary)?;
-    image.reference = TEST_SERVER.to_owned();
+    TEST_SERVER.clone_into(&mut image.reference);
     image.file_from_host("testserver", 0o755, program)?;
     image.config.entrypoint = vec!["/testserver".into()];
     image.config.cmd = Vec::new();

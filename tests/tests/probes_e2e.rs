@@ -1,4 +1,4 @@
-//! Probes and lifecycle hooks end to end, the kubelet's NodeConformance cases on
+//! Probes and lifecycle hooks end to end, the kubelet's `NodeConformance` cases on
 //! hack/containerd's containerd: exec, httpGet, tcpSocket and grpc liveness probes against
 //! busybox and the test-server image (whose health the test flips over HTTP from the host,
 //! which routes to the pod CIDR), readiness with an initial delay and failing readiness,
@@ -106,8 +106,8 @@ async fn setup(ctx: &Ctx, namespace: &str) -> Result<(kube::Client, String)> {
 /// A one-container pod (`main`) with the given container fields added.
 fn probe_pod(name: &str, image: &str, extra: serde_json::Value) -> Result<Pod> {
     let mut main = serde_json::json!({ "name": "main", "image": image });
-    if let (Some(main), Some(extra)) = (main.as_object_mut(), extra.as_object()) {
-        main.extend(extra.clone());
+    if let (Some(main), serde_json::Value::Object(extra)) = (main.as_object_mut(), extra) {
+        main.extend(extra);
     }
     pod(serde_json::json!({
         "metadata": { "name": name },

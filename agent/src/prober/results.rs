@@ -19,9 +19,12 @@ pub enum ProbeResult {
 /// Called with a pod UID when one of its results changed.
 pub type OnChange = Box<dyn Fn(&str) + Send + Sync>;
 
+/// One pod's results by (runtime container ID, kind).
+type PodResults = HashMap<(String, ProbeKind), ProbeResult>;
+
 /// Results by pod UID, then by (runtime container ID, kind).
 pub struct ResultsStore {
-    results: Mutex<HashMap<String, HashMap<(String, ProbeKind), ProbeResult>>>,
+    results: Mutex<HashMap<String, PodResults>>,
     on_change: OnChange,
 }
 
@@ -47,9 +50,7 @@ impl ResultsStore {
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<(String, ProbeKind), ProbeResult>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodResults>> {
         self.results
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -256,19 +257,20 @@ fn http_endpoint(server: &Server, request: &Request<Incoming>) -> Response<Full<
     match request.uri().path() {
         "/healthz" if server.healthy() => reply(StatusCode::OK, "ok"),
         "/healthz" => reply(StatusCode::INTERNAL_SERVER_ERROR, "unhealthy"),
-        "/echo" => match q.get("msg") {
-            Some(msg) => reply(StatusCode::OK, msg.clone()),
-            None => {
-                let mut text = format!("{line}\n");
-                for (name, value) in request.headers() {
-                    text.push_str(&format!(
-                        "{name}: {}\n",
-                        String::from_utf8_lossy(value.as_bytes())
-                    ));
-                }
-                reply(StatusCode::OK, text)
+        "/echo" => {
+            if let Some(msg) = q.get("msg") {
+                return reply(StatusCode::OK, msg.clone());
             }
-        },
+            let mut text = format!("{line}\n");
+            for (name, value) in request.headers() {
+                let _ = writeln!(
+                    text,
+                    "{name}: {}",
+                    String::from_utf8_lossy(value.as_bytes())
+                );
+            }
+            reply(StatusCode::OK, text)
+        }
         "/redirect" => {
             let mut response = reply(StatusCode::FOUND, "");
             if let Some(Ok(to)) = q.get("to").map(|t| HeaderValue::from_str(t)) {
