@@ -336,6 +336,75 @@ mod tests {
         assert!(http_target(&action, &Container::default(), None).is_err());
     }
 
+    /// A server answering each request with the response `answer` gives for its path.
+    async fn canned(answer: fn(&str, u16) -> String) -> u16 {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let _ = stream.write_all(answer(&path, port).as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    fn answer(path: &str, port: u16) -> String {
+        let (status, location) = match path {
+            "/same" => ("302 Found", format!("http://127.0.0.1:{port}/fails")),
+            "/dir/relative" => ("301 Moved Permanently", "ok".to_owned()),
+            "/other" => ("302 Found", "http://192.0.2.1/x".to_owned()),
+            "/fails" => ("500 Internal Server Error", String::new()),
+            _ => ("200 OK", String::new()),
+        };
+        let location = if location.is_empty() {
+            String::new()
+        } else {
+            format!("Location: {location}\r\n")
+        };
+        format!("HTTP/1.1 {status}\r\n{location}Content-Length: 4\r\nConnection: close\r\n\r\nbody")
+    }
+
+    #[tokio::test]
+    async fn http_probes_follow_redirects_on_the_same_host_only() {
+        let port = canned(answer).await;
+        let target = |path: &str| Target {
+            https: false,
+            host: "127.0.0.1".into(),
+            port,
+            path: path.into(),
+        };
+        let timeout = Duration::from_secs(2);
+        assert_eq!(
+            http_probe(&target("/ok"), &[], timeout).await,
+            Outcome::Success
+        );
+        assert_eq!(
+            http_probe(&target("/same"), &[], timeout).await,
+            Outcome::Failure("HTTP probe failed with statuscode: 500".into()),
+            "followed to /fails"
+        );
+        assert_eq!(
+            http_probe(&target("/dir/relative"), &[], timeout).await,
+            Outcome::Success,
+            "followed to /dir/ok"
+        );
+        assert_eq!(
+            http_probe(&target("/other"), &[], timeout).await,
+            Outcome::Warning("Probe terminated redirects, Response body: body".into())
+        );
+    }
+
     #[tokio::test]
     async fn refused_connections_fail_like_the_kubelet_says() {
         // A port nobody listens on: bind one and drop it.

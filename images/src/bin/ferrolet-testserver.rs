@@ -473,3 +473,24 @@ fn varint(data: &[u8]) -> Option<(u64, &[u8])> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_check_requests_decode() {
+        assert_eq!(decode_service(&[]), Some(String::new()));
+        // service = "ab", then an unknown varint field 2.
+        assert_eq!(
+            decode_service(&[0x0a, 2, b'a', b'b', 0x10, 0x96, 0x01]),
+            Some("ab".into())
+        );
+        assert_eq!(decode_service(&[0x0a, 5, b'a']), None, "truncated");
+    }
+
+    #[test]
+    fn queries_decode() {
+        assert_eq!(percent_decode("a%20b+c%2F%zz"), "a b c/%zz");
+    }
+}
