@@ -23,6 +23,7 @@ use crate::pods::node_context::NodeContext;
 use crate::pods::status_manager::StatusManager;
 use crate::pods::sync::PodSyncer;
 use crate::pods::workers::PodWorkers;
+use crate::prober::ProbeManager;
 use crate::sources::{self, PodUpdate};
 use crate::status::{ContainerBackoff, ImagePullBackoff};
 use crate::volumes::{KubeVolumeSources, VolumeManager};
@@ -236,12 +237,23 @@ pub async fn run(options: KubeletOptions, cancel: CancellationToken) -> Result<(
         Arc::new(KubeVolumeSources::new(client.clone())),
     );
     volumes.make_root_shared().map_err(Error::Volumes)?;
+    let events = EventRecorder::new(Some(client.clone()), &node_name);
+    // Probe results that change wake the pod's worker.
+    let (probe_tx, probe_wakes) = mpsc::unbounded_channel::<String>();
+    let probes = Arc::new(ProbeManager::new(
+        runtime.clone(),
+        events.clone(),
+        Box::new(move |uid| {
+            let _ = probe_tx.send(uid.to_owned());
+        }),
+        cancel.clone(),
+    ));
     let syncer = Arc::new(PodSyncer {
         runtime: runtime.clone(),
         images: ImageManager::new(remote.clone()),
         volumes: Arc::new(volumes),
         client: Some(client.clone()),
-        events: EventRecorder::new(Some(client.clone()), &node_name),
+        events,
         node: node_context(
             &options,
             &node_name,
@@ -255,6 +267,7 @@ pub async fn run(options: KubeletOptions, cancel: CancellationToken) -> Result<(
         ),
         backoff: Mutex::new(ContainerBackoff::new()),
         image_backoff: Mutex::new(ImagePullBackoff::new()),
+        probes,
     });
     let (node_tx, node_rx) = watch::channel(Some(Arc::new(node_object)));
     tasks.spawn(watch_node(
@@ -272,25 +285,10 @@ pub async fn run(options: KubeletOptions, cancel: CancellationToken) -> Result<(
         cancel.clone(),
     );
 
-    let server = crate::server::KubeletServer::bind(crate::server::ServerContext {
-        config: config.clone(),
-        root_dir: options.root_dir.clone(),
-        node_name: node_name.clone(),
-        host_name: host_name(),
-        node_ip,
-        client: Some(client.clone()),
-        runtime: runtime.clone(),
-        pods: {
-            let workers = workers.clone();
-            Arc::new(move || workers.pods())
-        },
-        health: {
-            let pleg = pleg.clone();
-            Arc::new(move || pleg.healthy())
-        },
-    })
-    .await
-    .map_err(Error::Server)?;
+    let server = kubelet_server(
+        &options, &node_name, node_ip, &client, &runtime, &workers, &pleg,
+    )
+    .await?;
     tasks.spawn(server.run(cancel.clone()));
     tasks.spawn(
         crate::logs::ContainerLogManager::from_config(runtime.clone(), config).run(cancel.clone()),
@@ -315,10 +313,40 @@ pub async fn run(options: KubeletOptions, cancel: CancellationToken) -> Result<(
     drop(updates_tx);
     let (events_tx, pleg_events) = mpsc::channel(1024);
     tasks.spawn(pleg.clone().run(events_tx, cancel.clone()));
-    dispatch(updates, pleg_events, &pleg, &workers, &syncer, &cancel).await;
+    let wakes = Wakes {
+        pleg: pleg_events,
+        probes: probe_wakes,
+    };
+    dispatch(updates, wakes, &pleg, &workers, &syncer, &cancel).await;
     cancel.cancel();
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Binds the kubelet server: `/pods` from the pod workers, `/healthz` from the PLEG.
+async fn kubelet_server(
+    options: &KubeletOptions,
+    node_name: &str,
+    node_ip: IpAddr,
+    client: &kube::Client,
+    runtime: &Arc<dyn RuntimeService>,
+    workers: &Arc<PodWorkers>,
+    pleg: &Arc<Pleg>,
+) -> Result<crate::server::KubeletServer, Error> {
+    let (workers, pleg) = (workers.clone(), pleg.clone());
+    crate::server::KubeletServer::bind(crate::server::ServerContext {
+        config: options.config.clone(),
+        root_dir: options.root_dir.clone(),
+        node_name: node_name.to_owned(),
+        host_name: host_name(),
+        node_ip,
+        client: Some(client.clone()),
+        runtime: runtime.clone(),
+        pods: Arc::new(move || workers.pods()),
+        health: Arc::new(move || pleg.healthy()),
+    })
+    .await
+    .map_err(Error::Server)
 }
 
 /// Keeps `node` current with this node's object in the API (labels and allocatable, for
@@ -354,9 +382,15 @@ async fn watch_node(
 
 /// Hands pod updates and runtime events to the pod workers; once the sources have synced,
 /// removes what belongs to no pod every two seconds.
+/// What wakes a pod's worker besides its updates: runtime events and probe results.
+struct Wakes {
+    pleg: mpsc::Receiver<PodLifecycleEvent>,
+    probes: mpsc::UnboundedReceiver<String>,
+}
+
 async fn dispatch(
     mut updates: mpsc::Receiver<PodUpdate>,
-    mut pleg_events: mpsc::Receiver<PodLifecycleEvent>,
+    mut wakes: Wakes,
     pleg: &Pleg,
     workers: &Arc<PodWorkers>,
     syncer: &PodSyncer,
@@ -374,9 +408,10 @@ async fn dispatch(
                 Some(PodUpdate::Synced) => sources_synced = true,
                 None => break,
             },
-            event = pleg_events.recv() => if let Some(event) = event {
+            event = wakes.pleg.recv() => if let Some(event) = event {
                 workers.wake(&event.pod_uid);
             },
+            Some(uid) = wakes.probes.recv() => workers.wake(&uid),
             _ = housekeeping.tick(), if sources_synced => {
                 remove_orphans(pleg, workers, syncer).await;
             }

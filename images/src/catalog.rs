@@ -14,6 +14,10 @@ pub const BUSYBOX: &str = "docker.io/library/busybox:1.35";
 /// kubelet's default `--pod-infra-container-image`.
 pub const PAUSE: &str = "registry.k8s.io/pause:3.10";
 
+/// The probe and hook target of the e2e tests (like the Kubernetes e2e tests' agnhost):
+/// `ferrolet-testserver` as the entrypoint, with busybox's applets for exec probes and hooks.
+pub const TEST_SERVER: &str = "docker.io/ferrolet/test-server:1";
+
 /// Repository path under which `hack/registry` serves busybox (prefix it with the registry
 /// host, e.g. `127.0.0.1:5000/`).
 pub const REGISTRY_BUSYBOX: &str = "ferrolet/busybox:1.35";
@@ -53,6 +57,8 @@ pub struct Sources {
     pub busybox: PathBuf,
     /// The statically linked `ferrolet-pause` program.
     pub pause: PathBuf,
+    /// The statically linked `ferrolet-testserver` program.
+    pub test_server: PathBuf,
 }
 
 /// The recipes of every local image, with where each goes.
@@ -60,6 +66,10 @@ pub fn all(sources: &Sources) -> Result<Vec<(ImageRecipe, Destination)>> {
     Ok(vec![
         (busybox(&sources.busybox)?, Destination::RuntimeAndRegistry),
         (pause(&sources.pause)?, Destination::RuntimeAndRegistry),
+        (
+            test_server(&sources.busybox, &sources.test_server)?,
+            Destination::RuntimeAndRegistry,
+        ),
         (pull_test(&sources.busybox)?, Destination::RegistryOnly),
     ])
 }
@@ -69,6 +79,17 @@ pub fn pull_test(busybox_binary: &Path) -> Result<ImageRecipe> {
     let mut image = busybox(busybox_binary)?;
     image.reference = format!("docker.io/{REGISTRY_ONLY}");
     image.file("etc/ferrolet-image", 0o644, "pull-test\n");
+    Ok(image)
+}
+
+/// busybox plus `/testserver` as the entrypoint (its flags as the command).
+pub fn test_server(busybox_binary: &Path, program: &Path) -> Result<ImageRecipe> {
+    require_static(program)?;
+    let mut image = busybox(busybox_binary)?;
+    TEST_SERVER.clone_into(&mut image.reference);
+    image.file_from_host("testserver", 0o755, program)?;
+    image.config.entrypoint = vec!["/testserver".into()];
+    image.config.cmd = Vec::new();
     Ok(image)
 }
 

@@ -9,4 +9,4 @@
 pub mod catalog;
 pub mod layout;
 
-pub use catalog::{BUSYBOX, PAUSE, REGISTRY_BUSYBOX, REGISTRY_ONLY};
+pub use catalog::{BUSYBOX, PAUSE, REGISTRY_BUSYBOX, REGISTRY_ONLY, TEST_SERVER};

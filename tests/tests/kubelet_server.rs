@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use ferrolet_tests::cluster::{ClusterOptions, TestCluster};
-use ferrolet_tests::pods::{BUSYBOX, container, create, phase, pod, shell_pod, wait_for};
+use ferrolet_tests::pods::{
+    BUSYBOX, condition, container, create, phase, pod, shell_pod, wait_for,
+};
 use ferrolet_tests::suite::{self, Case, CaseFuture, Mode};
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
@@ -705,7 +707,21 @@ fn find<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Optio
 
 async fn metrics_parse_as_prometheus_text_with_the_series(ctx: Ctx) -> Result<()> {
     let ns = ctx.namespace("ks-metrics").await?;
-    running_pod(&ctx, &ns, &shell_pod("counted", "Always", "sleep 3600")?).await?;
+    let manifest = pod(serde_json::json!({
+        "metadata": {"name": "counted"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": BUSYBOX, "command": ["sleep", "3600"],
+                "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1}
+            }]
+        }
+    }))?;
+    create(&ctx.client, &ns, &manifest).await?;
+    wait_for(&ctx.client, &ns, "counted", RUNNING, "Ready", |p| {
+        condition(p, "Ready") == Some("True")
+    })
+    .await?;
     let (code, text) = curl_kubelet(&ctx, "/metrics", Some(ADMIN_TOKEN)).await?;
     ensure!(code == 200, "/metrics: {code} {text:?}");
     let (types, samples) = parse_prometheus(&text)?;
@@ -758,6 +774,19 @@ async fn metrics_parse_as_prometheus_text_with_the_series(ctx: Ctx) -> Result<()
         &[("operation_type", "run_podsandbox"), ("le", "+Inf")],
     )
     .context("run_podsandbox latency")?;
+    let probes = find(
+        &samples,
+        "prober_probe_total",
+        &[
+            ("probe_type", "Readiness"),
+            ("result", "successful"),
+            ("namespace", &ns),
+            ("pod", "counted"),
+            ("container", "main"),
+        ],
+    )
+    .context("the readiness probe's results")?;
+    ensure!(probes.value >= 1.0, "probe results: {}", probes.value);
     let pods = find(&samples, "kubelet_running_pods", &[]).context("kubelet_running_pods")?;
     ensure!(pods.value >= 1.0, "running pods: {}", pods.value);
     let containers = find(

@@ -344,7 +344,14 @@ impl PodSyncer {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             backoff.next_delay(ContainerKey::new(uid(pod), name), finished, now);
         }
-        Ok(())
+        self.post_start(
+            pod,
+            container,
+            &id,
+            placement.pod_ips.first().map(String::as_str),
+        )
+        .await
+        .map_err(|e| WaitingReason::new("PostStartHookError", e.to_string()))
     }
 }
 

@@ -146,6 +146,7 @@ impl StatusManager {
     /// Forgets a pod (it is gone).
     pub fn forget(&self, uid: &str) {
         crate::metrics::kubelet_metrics().pod_forgotten(uid);
+        crate::metrics::kubelet_metrics().forget_probes(uid);
         self.reported().remove(uid);
     }
 }

@@ -17,12 +17,14 @@ use super::start::Placement;
 use crate::events::{EventRecorder, EventType, container_field_path, pod_reference};
 use crate::images::ImageManager;
 use crate::kuberuntime::{self, SandboxContext};
+use crate::lifecycle::{kill_grace, spec_of};
+use crate::prober::ProbeManager;
 use crate::status::termination::{
     TerminationMessageFile, TerminationMessageSource, termination_message_source,
 };
 use crate::status::{
     ContainerBackoff, ContainerKey, ContainerKill, ImageKey, ImagePullBackoff, PodActions,
-    PodRuntimeStatus, StatusContext, WaitingReason, compute_pod_actions, pod_status,
+    PodRuntimeStatus, StatusContext, WaitingReason, compute_pod_actions_with_probes, pod_status,
 };
 use crate::volumes::VolumeManager;
 
@@ -36,6 +38,8 @@ pub struct PodSyncer {
     pub node: NodeContext,
     pub backoff: Mutex<ContainerBackoff>,
     pub image_backoff: Mutex<ImagePullBackoff>,
+    /// Liveness, readiness and startup probes of every pod.
+    pub probes: Arc<ProbeManager>,
 }
 
 impl std::fmt::Debug for PodSyncer {
@@ -167,7 +171,8 @@ impl PodSyncer {
                     .backoff
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                compute_pod_actions(pod, &runtime, &backoff, now)
+                let probes = self.probes.for_actions(uid(pod));
+                compute_pod_actions_with_probes(pod, &runtime, &probes, &backoff, now)
             };
             if actions.kill_pod {
                 self.kill_containers(pod, &runtime, Duration::ZERO).await;
@@ -183,7 +188,7 @@ impl PodSyncer {
                     .create_sandbox(pod, actions.attempt, &mut requeue)
                     .await;
             }
-            self.kill_for_restart(pod, &actions.containers_to_kill)
+            self.kill_for_restart(pod, &runtime, &actions.containers_to_kill)
                 .await;
             if let Some(sandbox_id) = sandbox_id.filter(|_| !actions.init_failed) {
                 let sandbox_config = self.sandbox_config(pod, actions.attempt, false).ok();
@@ -209,13 +214,21 @@ impl PodSyncer {
             }
         }
         self.read_termination_messages(pod, &runtime, state);
+        let reported = state.last_status.as_ref().or(pod.status.as_ref());
+        self.probes.sync_pod(pod, &runtime, reported);
         let status = self.status(pod, &runtime, state);
         state.last_status = Some(status.clone());
         SyncOutcome { status, requeue }
     }
 
-    /// Stops the containers the actions restart or replace.
-    async fn kill_for_restart(&self, pod: &Pod, kills: &[ContainerKill]) {
+    /// Stops the containers the actions restart or replace (`preStop` first).
+    async fn kill_for_restart(
+        &self,
+        pod: &Pod,
+        runtime: &PodRuntimeStatus,
+        kills: &[ContainerKill],
+    ) {
+        let pod_ip = pod_ip(runtime);
         for kill in kills {
             self.record(
                 pod,
@@ -224,10 +237,15 @@ impl PodSyncer {
                 "Killing",
                 kill.message.clone(),
             );
-            let grace = Duration::from_secs(u64::try_from(pod_grace(pod)).unwrap_or(30));
-            if let Err(err) = self.runtime.stop_container(&kill.container_id, grace).await {
-                tracing::warn!(pod = %kuberuntime::format_pod(pod), %err, "stop container");
-            }
+            let grace = kill_grace(pod, spec_of(pod, &kill.name), Some(kill.reason));
+            self.kill_container(
+                pod,
+                &kill.name,
+                &kill.container_id,
+                grace,
+                pod_ip.as_deref(),
+            )
+            .await;
         }
     }
 
@@ -491,6 +509,7 @@ impl PodSyncer {
         ctx.waiting.clone_from(&state.waiting);
         ctx.termination_messages
             .clone_from(&state.termination_messages);
+        (ctx.readiness, ctx.startup) = self.probes.results().for_status(uid(pod));
         pod_status(pod, runtime, &ctx)
     }
 
@@ -502,6 +521,7 @@ impl PodSyncer {
             .filter(|c| c.is_running())
             .cloned()
             .collect();
+        let pod_ip = pod_ip(runtime);
         let stops = running.iter().map(|c| {
             self.record(
                 pod,
@@ -510,18 +530,15 @@ impl PodSyncer {
                 "Killing",
                 format!("Stopping container {}", c.name),
             );
-            self.runtime.stop_container(&c.id, grace)
+            self.kill_container(pod, &c.name, &c.id, grace, pod_ip.as_deref())
         });
-        for result in futures::future::join_all(stops).await {
-            if let Err(err) = result {
-                tracing::warn!(pod = %kuberuntime::format_pod(pod), %err, "stop container");
-            }
-        }
+        futures::future::join_all(stops).await;
     }
 
     /// Terminates the pod: stops containers within `grace`, stops and removes sandboxes, and
     /// unmounts volumes. Returns the final status.
     pub async fn terminate(&self, pod: &Pod, grace: Duration, state: &mut PodState) -> PodStatus {
+        self.probes.remove_pod(uid(pod));
         let runtime = pod_runtime_status(self.runtime.as_ref(), uid(pod))
             .await
             .unwrap_or_default();
@@ -578,6 +595,7 @@ impl PodSyncer {
 
     /// Removes what the runtime and the volume manager still hold of a terminated pod.
     pub async fn cleanup(&self, uid: &str) -> Result<(), String> {
+        self.probes.remove_pod(uid);
         let runtime = pod_runtime_status(self.runtime.as_ref(), uid)
             .await
             .map_err(|e| e.to_string())?;
@@ -619,6 +637,14 @@ impl PodSyncer {
         }
         Ok(())
     }
+}
+
+/// The IP of the pod's ready sandbox, the default host of httpGet hooks.
+fn pod_ip(runtime: &PodRuntimeStatus) -> Option<String> {
+    runtime
+        .latest_sandbox()
+        .filter(|s| s.is_ready())
+        .and_then(|s| s.ips.as_ref()?.first().cloned())
 }
 
 /// How long the pod may still be active under `activeDeadlineSeconds`, counted from its

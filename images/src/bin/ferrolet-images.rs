@@ -28,6 +28,9 @@ enum Command {
         /// The statically linked ferrolet-pause program.
         #[arg(long)]
         pause: PathBuf,
+        /// The statically linked ferrolet-testserver program.
+        #[arg(long)]
+        test_server: PathBuf,
     },
 }
 
@@ -36,9 +39,14 @@ fn main() -> anyhow::Result<()> {
         out,
         busybox,
         pause,
+        test_server,
     } = Cli::parse().command;
     std::fs::create_dir_all(&out).with_context(|| format!("create {}", out.display()))?;
-    for (recipe, destination) in catalog::all(&Sources { busybox, pause })? {
+    for (recipe, destination) in catalog::all(&Sources {
+        busybox,
+        pause,
+        test_server,
+    })? {
         let file_name = recipe
             .reference
             .rsplit('/')
