@@ -228,10 +228,23 @@ pub async fn run(options: KubeletOptions, cancel: CancellationToken) -> Result<(
     tasks.spawn(LeaseRenewer::from_config(client.clone(), &node_name, config).run(cancel.clone()));
 
     std::fs::create_dir_all(&options.root_dir).ok();
+    // CSI drivers register through <root>/plugins_registry (the kubelet plugin watcher).
+    let csi_drivers = Arc::new(crate::csi::CsiDrivers::default());
+    tasks.spawn(
+        ferrolet_csi::PluginWatcher::new(options.root_dir.join("plugins_registry")).run(
+            Arc::new(crate::csi::CsiRegistration::new(
+                csi_drivers.clone(),
+                Some(client.clone()),
+                &node_name,
+            )),
+            cancel.clone(),
+        ),
+    );
     let volumes = VolumeManager::new(
         &options.root_dir,
         Arc::new(KubeVolumeSources::new(client.clone())),
-    );
+    )
+    .with_csi_drivers(csi_drivers);
     volumes.make_root_shared().map_err(Error::Volumes)?;
     let syncer = Arc::new(PodSyncer {
         runtime: runtime.clone(),

@@ -764,7 +764,7 @@ async fn a_sub_path_swapped_for_a_symlink_never_exposes_the_host(ctx: Ctx) -> Re
     // as it can while the victims start, each resolving subPath "d".
     let swap = format!(
         "while true; do rm -rf /vol/d; mkdir -p /vol/d; echo inside > /vol/d/marker 2>/dev/null; \
-         rm -rf /vol/d; ln -s {host_dir} /vol/d; done"
+         usleep 30000; rm -rf /vol/d; ln -s {host_dir} /vol/d; usleep 30000; done"
     );
     let victims: Vec<String> = (0..6).map(|i| format!("victim-{i}")).collect();
     let containers: Vec<serde_json::Value> = victims
