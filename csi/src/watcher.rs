@@ -83,6 +83,9 @@ impl PluginWatcher {
             tracing::warn!(dir = %self.dir.display(), %err, "create the plugin registry directory");
         }
         let mut registered: HashMap<PathBuf, Registered> = HashMap::new();
+        // Sockets of plugins that are not acceptable (wrong type, version): not asked again
+        // until they are replaced.
+        let mut refused: HashMap<PathBuf, SocketIdentity> = HashMap::new();
         loop {
             let sockets = scan(&self.dir);
             // Gone or replaced sockets first, so a restarted plugin registers anew.
@@ -100,19 +103,29 @@ impl PluginWatcher {
                 }
             }
             for (path, identity) in &sockets {
-                if registered.contains_key(path) || !accepts_connections(path) {
+                if registered.contains_key(path)
+                    || refused.get(path) == Some(identity)
+                    || !accepts_connections(path)
+                {
                     continue;
                 }
-                if let Some(name) = handshake(path, handler.as_ref()).await {
-                    registered.insert(
-                        path.clone(),
-                        Registered {
-                            identity: *identity,
-                            name,
-                        },
-                    );
+                match handshake(path, handler.as_ref()).await {
+                    Handshake::Registered(name) => {
+                        registered.insert(
+                            path.clone(),
+                            Registered {
+                                identity: *identity,
+                                name,
+                            },
+                        );
+                    }
+                    Handshake::Invalid => {
+                        refused.insert(path.clone(), *identity);
+                    }
+                    Handshake::Retry => {}
                 }
             }
+            refused.retain(|path, _| sockets.contains_key(path));
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(self.poll) => {}
@@ -153,27 +166,40 @@ fn speaks_csi_v1(versions: &[String]) -> bool {
         .any(|v| v.trim_start_matches('v').split('.').next() == Some("1"))
 }
 
-/// `GetInfo`, validation, the handler, and `NotifyRegistrationStatus`. Returns the plugin's
-/// name when it registered; `None` to try again at the next poll (not reachable) or when it
-/// was refused (it is told why and is expected to go away).
-async fn handshake(path: &Path, handler: &dyn RegistrationHandler) -> Option<String> {
+/// How a handshake ended.
+enum Handshake {
+    /// The plugin registered under this name.
+    Registered(String),
+    /// The plugin is not acceptable (told why); not asked again until its socket changes.
+    Invalid,
+    /// Not reachable, or the handler failed (told why): asked again at the next poll.
+    Retry,
+}
+
+/// `GetInfo`, validation, the handler, and `NotifyRegistrationStatus`.
+async fn handshake(path: &Path, handler: &dyn RegistrationHandler) -> Handshake {
     let mut client = RegistrationClient::new(socket::channel(path, HANDSHAKE_TIMEOUT));
     let info: PluginInfo = match client.get_info(InfoRequest {}).await {
         Ok(response) => response.into_inner(),
         Err(status) => {
             tracing::debug!(socket = %path.display(), %status, "plugin GetInfo failed");
-            return None;
+            return Handshake::Retry;
         }
     };
-    let outcome = if info.r#type != CSI_PLUGIN_TYPE {
-        Err(format!("plugin type {:?} is not supported", info.r#type))
+    let invalid = if info.r#type != CSI_PLUGIN_TYPE {
+        Some(format!("plugin type {:?} is not supported", info.r#type))
     } else if info.name.is_empty() {
-        Err("plugin name is empty".to_owned())
+        Some("plugin name is empty".to_owned())
     } else if !speaks_csi_v1(&info.supported_versions) {
-        Err(format!(
+        Some(format!(
             "none of the versions {:?} is supported (1.x)",
             info.supported_versions
         ))
+    } else {
+        None
+    };
+    let outcome = if let Some(reason) = &invalid {
+        Err(reason.clone())
     } else {
         let endpoint = if info.endpoint.is_empty() {
             path.to_owned()
@@ -194,11 +220,15 @@ async fn handshake(path: &Path, handler: &dyn RegistrationHandler) -> Option<Str
     match outcome {
         Ok(()) => {
             tracing::info!(plugin = %info.name, socket = %path.display(), "plugin registered");
-            Some(info.name)
+            Handshake::Registered(info.name)
         }
         Err(reason) => {
             tracing::warn!(plugin = %info.name, %reason, "plugin registration refused");
-            None
+            if invalid.is_some() {
+                Handshake::Invalid
+            } else {
+                Handshake::Retry
+            }
         }
     }
 }

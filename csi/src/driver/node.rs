@@ -242,3 +242,80 @@ impl Node for NodeService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(dir: &Path) -> NodeService {
+        NodeService {
+            node_id: "node-1".into(),
+            store: Arc::new(VolumeStore::open(dir, 1 << 30).unwrap()),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    #[tokio::test]
+    async fn volume_stats_report_usage_against_the_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = service(dir.path());
+        let record = node.store.create("vol-a", "a", 1 << 20, 0, false).unwrap();
+        let data = node.store.data_dir("vol-a").unwrap();
+        std::fs::write(data.join("blob"), vec![7u8; 64 * 1024]).unwrap();
+        let stats = node
+            .node_get_volume_stats(Request::new(csi::NodeGetVolumeStatsRequest {
+                volume_id: "vol-a".into(),
+                volume_path: data.display().to_string(),
+                staging_target_path: String::new(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let bytes = &stats.usage[0];
+        assert_eq!(bytes.unit, i32::from(csi::volume_usage::Unit::Bytes));
+        assert_eq!(bytes.total, i64::try_from(record.capacity_bytes).unwrap());
+        assert!(bytes.used >= 64 * 1024, "{bytes:?}");
+        assert_eq!(bytes.available, bytes.total - bytes.used);
+        assert_eq!(stats.usage[1].used, 2, "the directory and the file");
+    }
+
+    #[tokio::test]
+    async fn unknown_volumes_and_bad_requests_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = service(dir.path());
+        let capability = csi::VolumeCapability::default();
+        let publish = |volume_id: &str, target: &str| csi::NodePublishVolumeRequest {
+            volume_id: volume_id.into(),
+            target_path: target.into(),
+            volume_capability: Some(capability.clone()),
+            ..Default::default()
+        };
+        let missing = node
+            .node_publish_volume(Request::new(publish("vol-none", "/tmp/x/mount")))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+        let escape = node
+            .node_publish_volume(Request::new(publish("../etc", "/tmp/x/mount")))
+            .await
+            .unwrap_err();
+        assert_eq!(escape.code(), tonic::Code::InvalidArgument);
+        let relative = node
+            .node_publish_volume(Request::new(publish("vol-a", "mount")))
+            .await
+            .unwrap_err();
+        assert_eq!(relative.code(), tonic::Code::InvalidArgument);
+        let caps = node
+            .node_get_capabilities(Request::new(csi::NodeGetCapabilitiesRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(caps.capabilities.len(), 2);
+        let info = node
+            .node_get_info(Request::new(csi::NodeGetInfoRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(info.node_id, "node-1");
+    }
+}
