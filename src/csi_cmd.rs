@@ -36,6 +36,10 @@ pub struct CsiHostPathArgs {
     /// provisioner is this driver, and delete released ones (external-provisioner's job).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Wait this long in each publish (`NodePublishVolume`) before mounting: simulates slow
+    /// storage (tests kill the driver in the middle of a publish).
+    #[arg(long, default_value = "0s", value_parser = crate::cri_cmd::parse_duration)]
+    publish_delay: std::time::Duration,
 }
 
 pub async fn run(args: CsiHostPathArgs) -> anyhow::Result<()> {
@@ -61,6 +65,7 @@ pub async fn run(args: CsiHostPathArgs) -> anyhow::Result<()> {
         registry_dir: (!args.no_register).then(|| args.kubelet_root.join("plugins_registry")),
         state_dir: args.state_dir,
         capacity_bytes,
+        publish_delay: args.publish_delay,
     };
     let client = match &args.kubeconfig {
         Some(path) => Some(client_for(path).await?),

@@ -88,6 +88,10 @@ async fn start() -> Result<Fixture> {
         "1Gi".into(),
         "--kubeconfig".into(),
         cluster.kubeconfig.clone().into(),
+        // Slow storage: every publish takes a second, so a test can kill the driver in the
+        // middle of one.
+        "--publish-delay".into(),
+        "1s".into(),
     ];
     let driver = ChildProcess::spawn(
         "the csi-hostpath driver",
@@ -508,7 +512,6 @@ async fn pre_created_volumes_bind_by_class_access_modes_and_capacity(ctx: Ctx) -
 async fn a_driver_killed_during_publish_is_retried_until_it_is_back(ctx: Ctx) -> Result<()> {
     let client = &ctx.cluster.client;
     let ns = ctx.cluster.namespace("csi-retry").await?;
-    ctx.driver.lock().unwrap().kill9();
     let created = create(
         client,
         &ns,
@@ -519,6 +522,21 @@ async fn a_driver_killed_during_publish_is_retried_until_it_is_back(ctx: Ctx) ->
     )
     .await?;
     let pod_uid = uid(&created);
+    // Killed in the middle of the publish of this pod's volume.
+    let target = format!("pods/{pod_uid}/volumes/kubernetes.io~csi/data/mount");
+    let log = ctx.driver.lock().unwrap().log().to_owned();
+    eventually(RUNNING, "publishing", || {
+        let log = log.clone();
+        let target = target.clone();
+        async move {
+            let text = std::fs::read_to_string(&log)?;
+            Ok(text
+                .lines()
+                .any(|l| l.contains("publishing volume") && l.contains(&target)))
+        }
+    })
+    .await?;
+    ctx.driver.lock().unwrap().kill9();
     // Without its driver the publish fails, is reported, and retried.
     let mut failures = 0;
     let deadline = Instant::now() + RUNNING;

@@ -46,6 +46,8 @@ pub struct DriverOptions {
     pub state_dir: PathBuf,
     /// Bytes all volumes may have together.
     pub capacity_bytes: u64,
+    /// How long each `NodePublishVolume` waits before it mounts (simulates slow storage).
+    pub publish_delay: std::time::Duration,
 }
 
 /// A failure to start or run the driver.
@@ -107,6 +109,7 @@ pub async fn run(
             node_id: options.node_id.clone(),
             store: store.clone(),
             lock: tokio::sync::Mutex::new(()),
+            publish_delay: options.publish_delay,
         }))
         .serve_with_incoming_shutdown(
             UnixListenerStream::new(csi_listener),

@@ -21,6 +21,8 @@ pub struct NodeService {
     pub store: Arc<VolumeStore>,
     /// Serialises node operations (a publish and an unpublish of one target must not race).
     pub lock: tokio::sync::Mutex<()>,
+    /// How long each publish waits before it mounts (slow storage, for tests).
+    pub publish_delay: std::time::Duration,
 }
 
 fn required_path(what: &str, path: &str) -> Result<PathBuf, Status> {
@@ -126,6 +128,8 @@ impl Node for NodeService {
             .volume_context
             .get(EPHEMERAL_CONTEXT_KEY)
             .is_some_and(|v| v == "true");
+        tracing::info!(volume = %id, target = %target.display(), "publishing volume");
+        tokio::time::sleep(self.publish_delay).await;
         let _guard = self.lock.lock().await;
         let source = if ephemeral {
             let size = request
@@ -252,6 +256,7 @@ mod tests {
             node_id: "node-1".into(),
             store: Arc::new(VolumeStore::open(dir, 1 << 30).unwrap()),
             lock: tokio::sync::Mutex::new(()),
+            publish_delay: std::time::Duration::ZERO,
         }
     }
 
