@@ -64,18 +64,26 @@ fn main() {
         includes.push(dir);
     }
 
-    let mut config = tonic_prost_build::Config::new();
-    config.protoc_executable(&compiler);
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_with_config(config, &protos, &includes)
-        .unwrap_or_else(|e| {
-            panic!(
-                "compiling the vendored protos with {}: {e}",
-                compiler.display()
-            )
-        });
+    // CSI servers implement only the calls they advertise; generated default stubs answer
+    // the rest with Unimplemented, as the spec requires. The other services keep required
+    // methods (and their streaming associated types).
+    let (csi, others): (Vec<PathBuf>, Vec<PathBuf>) =
+        protos.into_iter().partition(|p| p.ends_with("csi.proto"));
+    for (set, default_stubs) in [(csi, true), (others, false)] {
+        let mut config = tonic_prost_build::Config::new();
+        config.protoc_executable(&compiler);
+        tonic_prost_build::configure()
+            .build_client(true)
+            .build_server(true)
+            .generate_default_stubs(default_stubs)
+            .compile_with_config(config, &set, &includes)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "compiling the vendored protos with {}: {e}",
+                    compiler.display()
+                )
+            });
+    }
 
     compile_kubernetes_descriptors(&compiler, &vendor);
 }

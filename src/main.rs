@@ -3,6 +3,7 @@
 
 mod control_plane_cmd;
 mod cri_cmd;
+mod csi_cmd;
 mod node_cmd;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,9 @@ enum Command {
     /// Run the node agent (kubelet): registers this node and runs the pods bound to it
     /// through a CRI runtime.
     Node(node_cmd::NodeArgs),
+    /// Run the hostpath CSI driver: volumes as directories on this node, registered with the
+    /// node agent through its plugin registration socket, provisioning with --kubeconfig.
+    CsiHostpath(csi_cmd::CsiHostPathArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +55,7 @@ fn main() -> std::process::ExitCode {
                     Command::Cri(args) => cri_cmd::run(args).await,
                     Command::ControlPlane(args) => control_plane_cmd::run(args).await,
                     Command::Node(args) => node_cmd::run(args).await,
+                    Command::CsiHostpath(args) => csi_cmd::run(args).await,
                 }
             })
         });

@@ -231,12 +231,7 @@ pub async fn run(options: KubeletOptions, cancel: CancellationToken) -> Result<(
     tasks.spawn(node_status.run(cancel.clone()));
     tasks.spawn(LeaseRenewer::from_config(client.clone(), &node_name, config).run(cancel.clone()));
 
-    std::fs::create_dir_all(&options.root_dir).ok();
-    let volumes = VolumeManager::new(
-        &options.root_dir,
-        Arc::new(KubeVolumeSources::new(client.clone())),
-    );
-    volumes.make_root_shared().map_err(Error::Volumes)?;
+    let volumes = volume_manager(&options, &client, &node_name, &mut tasks, &cancel)?;
     let events = EventRecorder::new(Some(client.clone()), &node_name);
     // Probe results that change wake the pod's worker.
     let (probe_tx, probe_wakes) = mpsc::unbounded_channel::<String>();
@@ -347,6 +342,36 @@ async fn kubelet_server(
     })
     .await
     .map_err(Error::Server)
+}
+
+/// The volume manager on `<root>`, with the CSI plugin watcher on `<root>/plugins_registry`
+/// (where CSI drivers register, as with the kubelet) running in `tasks`.
+fn volume_manager(
+    options: &KubeletOptions,
+    client: &kube::Client,
+    node_name: &str,
+    tasks: &mut tokio::task::JoinSet<()>,
+    cancel: &CancellationToken,
+) -> Result<VolumeManager, Error> {
+    std::fs::create_dir_all(&options.root_dir).ok();
+    let csi_drivers = Arc::new(crate::csi::CsiDrivers::default());
+    tasks.spawn(
+        ferrolet_csi::PluginWatcher::new(options.root_dir.join("plugins_registry")).run(
+            Arc::new(crate::csi::CsiRegistration::new(
+                csi_drivers.clone(),
+                Some(client.clone()),
+                node_name,
+            )),
+            cancel.clone(),
+        ),
+    );
+    let volumes = VolumeManager::new(
+        &options.root_dir,
+        Arc::new(KubeVolumeSources::new(client.clone())),
+    )
+    .with_csi_drivers(csi_drivers);
+    volumes.make_root_shared().map_err(Error::Volumes)?;
+    Ok(volumes)
 }
 
 /// Keeps `node` current with this node's object in the API (labels and allocatable, for

@@ -6,6 +6,7 @@
 //! CRI-O or ferrolet's own runtime.
 
 pub mod config;
+pub mod csi;
 pub mod downward;
 pub mod events;
 pub mod images;

@@ -424,6 +424,10 @@ fn spawn_each_controller(
         client.clone(),
         cancel.clone(),
     ));
+    tasks.spawn(crate::controllers::persistent_volume::run(
+        client.clone(),
+        cancel.clone(),
+    ));
 }
 
 /// A kube client that talks to this API server as `system:apiserver`.

@@ -148,3 +148,47 @@ pub async fn events(client: &kube::Client, namespace: &str, name: &str) -> Resul
     events.sort_by_key(|e| e.first_timestamp.clone().map(|t| t.0));
     Ok(events)
 }
+
+/// The CRI id of the running container `name` of the pod with UID `pod_uid`.
+pub async fn running_container_id(pod_uid: &str, name: &str) -> Result<String> {
+    use ferrolet_cri::{RuntimeService, api};
+    let filter = api::ContainerFilter {
+        label_selector: [
+            ("io.kubernetes.pod.uid".to_owned(), pod_uid.to_owned()),
+            ("io.kubernetes.container.name".to_owned(), name.to_owned()),
+        ]
+        .into(),
+        state: Some(api::ContainerStateValue {
+            state: api::ContainerState::ContainerRunning.into(),
+        }),
+        ..Default::default()
+    };
+    let containers = crate::containerd()
+        .await
+        .list_containers(Some(filter))
+        .await?;
+    containers
+        .into_iter()
+        .next()
+        .map(|c| c.id)
+        .with_context(|| format!("no running container {name} in pod {pod_uid}"))
+}
+
+/// Runs `command` in the running container `name` of the pod with UID `pod_uid` (CRI
+/// ExecSync): what the container sees. Returns the exit code and stdout; stderr is appended
+/// to a failure's message.
+pub async fn exec(pod_uid: &str, name: &str, command: &[&str]) -> Result<(i32, String)> {
+    use ferrolet_cri::RuntimeService;
+    let id = running_container_id(pod_uid, name).await?;
+    let command: Vec<String> = command.iter().map(|s| (*s).to_owned()).collect();
+    let response = crate::containerd()
+        .await
+        .exec_sync(&id, &command, Duration::from_secs(20))
+        .await
+        .with_context(|| format!("exec {command:?} in {name}"))?;
+    Ok((
+        response.exit_code,
+        String::from_utf8_lossy(&response.stdout).into_owned()
+            + &String::from_utf8_lossy(&response.stderr),
+    ))
+}

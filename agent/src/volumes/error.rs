@@ -139,6 +139,26 @@ pub enum SetUpError {
     /// The blocking set-up task could not finish.
     #[error("set-up task failed: {0}")]
     Task(String),
+    /// No CSI driver of that name has registered on this node (yet).
+    #[error("kubernetes.io/csi: driver name {0} not found in the list of registered CSI drivers")]
+    CsiDriverNotRegistered(String),
+    /// A CSI call (stage, publish) failed.
+    #[error("kubernetes.io/csi: {0}")]
+    Csi(#[from] ferrolet_csi::CsiError),
+    /// The `PersistentVolumeClaim` does not exist.
+    #[error("persistentvolumeclaim \"{name}\" not found")]
+    ClaimNotFound { name: String },
+    /// The `PersistentVolumeClaim` is not bound to a volume yet.
+    #[error("persistentvolumeclaim \"{name}\" is not bound")]
+    ClaimNotBound { name: String },
+    /// The `PersistentVolume` the claim is bound to does not exist.
+    #[error("persistentvolume \"{name}\" not found")]
+    PersistentVolumeNotFound { name: String },
+    /// The `PersistentVolume` is not a CSI volume.
+    #[error(
+        "persistentvolume \"{name}\" has no csi source; only CSI volumes are supported on this node"
+    )]
+    NotCsi { name: String },
 }
 
 impl SetUpError {
@@ -242,4 +262,13 @@ pub enum TearDownError {
     /// The blocking teardown task could not finish.
     #[error("teardown task failed: {0}")]
     Task(String),
+    /// The CSI driver of a published volume is not registered (it will be retried).
+    #[error("kubernetes.io/csi: driver name {0} not found in the list of registered CSI drivers")]
+    CsiDriverNotRegistered(String),
+    /// A CSI call (unpublish, unstage) failed.
+    #[error("kubernetes.io/csi: {0}")]
+    Csi(#[from] ferrolet_csi::CsiError),
+    /// The record of a published CSI volume is unreadable.
+    #[error("read {}: {reason}", path.display())]
+    CsiRecord { path: PathBuf, reason: String },
 }

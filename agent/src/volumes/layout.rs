@@ -29,17 +29,20 @@ pub enum VolumePlugin {
     DownwardApi,
     /// `kubernetes.io/projected` (on a tmpfs).
     Projected,
+    /// `kubernetes.io/csi`: published by a CSI driver onto `<volume dir>/mount`.
+    Csi,
 }
 
 impl VolumePlugin {
     /// Every plugin.
-    pub const ALL: [VolumePlugin; 6] = [
+    pub const ALL: [VolumePlugin; 7] = [
         VolumePlugin::EmptyDir,
         VolumePlugin::HostPath,
         VolumePlugin::ConfigMap,
         VolumePlugin::Secret,
         VolumePlugin::DownwardApi,
         VolumePlugin::Projected,
+        VolumePlugin::Csi,
     ];
 
     /// The plugin name (`kubernetes.io/empty-dir`).
@@ -52,6 +55,7 @@ impl VolumePlugin {
             VolumePlugin::Secret => "kubernetes.io/secret",
             VolumePlugin::DownwardApi => "kubernetes.io/downward-api",
             VolumePlugin::Projected => "kubernetes.io/projected",
+            VolumePlugin::Csi => "kubernetes.io/csi",
         }
     }
 
@@ -65,6 +69,7 @@ impl VolumePlugin {
             VolumePlugin::Secret => "kubernetes.io~secret",
             VolumePlugin::DownwardApi => "kubernetes.io~downward-api",
             VolumePlugin::Projected => "kubernetes.io~projected",
+            VolumePlugin::Csi => "kubernetes.io~csi",
         }
     }
 
@@ -90,10 +95,10 @@ impl VolumePlugin {
     }
 
     /// Whether the kubelet manages the volume's contents (and so asks the runtime to relabel
-    /// it for `SELinux`); a hostPath belongs to the host.
+    /// it for `SELinux`); a hostPath belongs to the host, a CSI volume to its driver.
     #[must_use]
     pub fn managed(self) -> bool {
-        self != VolumePlugin::HostPath
+        !matches!(self, VolumePlugin::HostPath | VolumePlugin::Csi)
     }
 
     /// Whether the contents are written by the atomic writer (and refreshed).
@@ -166,6 +171,26 @@ impl Layout {
             .join(name)
     }
 
+    /// `<root>/plugins/kubernetes.io/csi/<driver>/<sha256 of the volume handle>/globalmount`:
+    /// where a CSI volume is staged once for every pod of the node that uses it.
+    #[must_use]
+    pub fn csi_global_mount(&self, driver: &str, volume_handle: &str) -> PathBuf {
+        self.csi_volume_dir(driver, volume_handle)
+            .join("globalmount")
+    }
+
+    /// `<root>/plugins/kubernetes.io/csi/<driver>/<sha256 of the volume handle>`.
+    #[must_use]
+    pub fn csi_volume_dir(&self, driver: &str, volume_handle: &str) -> PathBuf {
+        let hex = sha256_hex(volume_handle);
+        self.root
+            .join(PLUGINS_DIR)
+            .join("kubernetes.io")
+            .join("csi")
+            .join(driver)
+            .join(hex)
+    }
+
     /// `<root>/pods/<uid>/volume-subpaths`.
     #[must_use]
     pub fn pod_subpaths_dir(&self, uid: &str) -> PathBuf {
@@ -187,6 +212,19 @@ impl Layout {
             .join(container)
             .join(index.to_string())
     }
+}
+
+/// The SHA-256 of `text` in lowercase hex, as the kubelet names CSI directories.
+#[must_use]
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .fold(String::new(), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 /// Whether `name` can be used as one path component (a pod UID, volume or container name):

@@ -34,6 +34,8 @@ pub struct VolumeManager {
     pub(super) tokens: TokenCache,
     pub(super) node_allocatable: BTreeMap<String, ApiQuantity>,
     pub(super) clock: Clock,
+    /// The CSI drivers registered on the node (none: CSI volumes fail to mount).
+    pub(super) csi: Option<Arc<crate::csi::CsiDrivers>>,
     /// Serialises set-up, refresh and teardown of one pod (the atomic writer needs it).
     pub(super) pod_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -55,6 +57,8 @@ enum VolumeKind<'a> {
     Secret(&'a k8s_openapi::api::core::v1::SecretVolumeSource),
     DownwardApi(&'a k8s_openapi::api::core::v1::DownwardAPIVolumeSource),
     Projected(&'a k8s_openapi::api::core::v1::ProjectedVolumeSource),
+    Csi(&'a k8s_openapi::api::core::v1::CSIVolumeSource),
+    Claim(&'a k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource),
 }
 
 impl VolumeKind<'_> {
@@ -66,6 +70,7 @@ impl VolumeKind<'_> {
             VolumeKind::Secret(_) => VolumePlugin::Secret,
             VolumeKind::DownwardApi(_) => VolumePlugin::DownwardApi,
             VolumeKind::Projected(_) => VolumePlugin::Projected,
+            VolumeKind::Csi(_) | VolumeKind::Claim(_) => VolumePlugin::Csi,
         }
     }
 }
@@ -83,6 +88,10 @@ fn classify(volume: &Volume) -> Result<VolumeKind<'_>, SetUpError> {
         Ok(VolumeKind::DownwardApi(s))
     } else if let Some(s) = &volume.projected {
         Ok(VolumeKind::Projected(s))
+    } else if let Some(s) = &volume.csi {
+        Ok(VolumeKind::Csi(s))
+    } else if let Some(s) = &volume.persistent_volume_claim {
+        Ok(VolumeKind::Claim(s))
     } else {
         // Name the source the way the pod spec does (persistentVolumeClaim, csi, nfs, ...).
         let kind = serde_json::to_value(volume)
@@ -179,8 +188,16 @@ impl VolumeManager {
             tokens: TokenCache::default(),
             node_allocatable: host_allocatable(),
             clock: Arc::new(Timestamp::now),
+            csi: None,
             pod_locks: std::sync::Mutex::default(),
         }
+    }
+
+    /// Mounts CSI volumes through the drivers registered in `drivers`.
+    #[must_use]
+    pub fn with_csi_drivers(mut self, drivers: Arc<crate::csi::CsiDrivers>) -> Self {
+        self.csi = Some(drivers);
+        self
     }
 
     /// Uses `mounter` instead of the host's mount syscalls.
@@ -287,6 +304,7 @@ impl VolumeManager {
         let mounter = self.mounter.clone();
         let fs_group = fs_group(pod);
         let memory = self.node_allocatable.get("memory");
+        let mut read_only = plugin.forces_read_only();
         let path = match kind {
             VolumeKind::EmptyDir(source) => {
                 let medium = match source.medium.as_deref().unwrap_or_default() {
@@ -319,6 +337,16 @@ impl VolumeManager {
                 blocking(move || plugins::check_host_path(&checked, ty.as_deref())).await?;
                 path
             }
+            VolumeKind::Csi(source) => {
+                let csi = super::csi::from_inline(uid, &volume.name, source);
+                read_only = csi.read_only;
+                self.set_up_csi(pod, uid, &volume.name, csi).await?
+            }
+            VolumeKind::Claim(source) => {
+                let csi = self.claim_volume(pod, source).await?;
+                read_only = csi.read_only;
+                self.set_up_csi(pod, uid, &volume.name, csi).await?
+            }
             _ => {
                 self.project(pod, &kind, &dir).await?;
                 dir
@@ -328,7 +356,7 @@ impl VolumeManager {
             name: volume.name.clone(),
             plugin,
             path,
-            read_only: plugin.forces_read_only(),
+            read_only,
             selinux_relabel: plugin.managed(),
         })
     }
@@ -362,7 +390,10 @@ impl VolumeManager {
             VolumeKind::Projected(source) => {
                 projection::projected_payload(ctx, pod, source).await?
             }
-            VolumeKind::EmptyDir(_) | VolumeKind::HostPath(_) => return Ok(false),
+            VolumeKind::EmptyDir(_)
+            | VolumeKind::HostPath(_)
+            | VolumeKind::Csi(_)
+            | VolumeKind::Claim(_) => return Ok(false),
         };
         let tmpfs = kind
             .plugin()
@@ -423,6 +454,13 @@ impl VolumeManager {
         check_name("pod uid", uid)?;
         let lock = self.pod_lock(uid);
         let guard = lock.lock().await;
+        // CSI volumes go through their driver first; what is left is plain directories.
+        self.tear_down_csi(uid)
+            .await
+            .map_err(|source| VolumeError::TearDown {
+                pod_uid: uid.to_owned(),
+                source,
+            })?;
         let mounter = self.mounter.clone();
         let pod_dir = self.layout.pod_dir(uid);
         let result = tokio::task::spawn_blocking(move || {

@@ -1,6 +1,7 @@
-//! The volume manager: the non-CSI volumes of pods, laid out and behaving as the kubelet's
+//! The volume manager: the volumes of pods, laid out and behaving as the kubelet's
 //! (`pkg/kubelet/volumemanager`, `pkg/volume/{emptydir,hostpath,configmap,secret,downwardapi,
-//! projected}`).
+//! projected,csi}`). CSI volumes (inline and through `PersistentVolumeClaims`) go through the
+//! drivers registered with the plugin watcher ([`csi`], [`crate::csi`]).
 //!
 //! The pod worker calls, for each pod:
 //! 1. [`VolumeManager::mount_pod`] before the sandbox starts; a failure is a `FailedMount`
@@ -20,6 +21,7 @@
 //! the opened descriptor: see [`subpath`].
 
 pub mod atomic_writer;
+pub mod csi;
 mod error;
 pub mod layout;
 mod manager;

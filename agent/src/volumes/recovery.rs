@@ -110,10 +110,14 @@ impl VolumeManager {
             let guard = lock.lock().await;
             let mounter = self.mounter.clone();
             let pod_dir = self.layout.pod_dir(&uid);
-            let result =
-                tokio::task::spawn_blocking(move || tear_down_dir(mounter.as_ref(), &pod_dir))
-                    .await
-                    .unwrap_or_else(|err| Err(TearDownError::Task(err.to_string())));
+            let result = match self.tear_down_csi(&uid).await {
+                Ok(()) => {
+                    tokio::task::spawn_blocking(move || tear_down_dir(mounter.as_ref(), &pod_dir))
+                        .await
+                        .unwrap_or_else(|err| Err(TearDownError::Task(err.to_string())))
+                }
+                Err(err) => Err(err),
+            };
             drop(guard);
             match result {
                 Ok(()) => {

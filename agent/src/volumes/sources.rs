@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret, ServiceAccount,
+};
 use kube::Api;
 use kube::api::PostParams;
 use serde::de::DeserializeOwned;
@@ -87,6 +89,22 @@ pub trait VolumeSources: Send + Sync + std::fmt::Debug {
         &self,
         request: &ServiceAccountTokenRequest,
     ) -> Result<ServiceAccountToken, SourceError>;
+    /// The `PersistentVolumeClaim`, or `None` when it does not exist. Sources without an API
+    /// server know none.
+    async fn persistent_volume_claim(
+        &self,
+        _namespace: &str,
+        _name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, SourceError> {
+        Ok(None)
+    }
+    /// The `PersistentVolume`, or `None` when it does not exist.
+    async fn persistent_volume(
+        &self,
+        _name: &str,
+    ) -> Result<Option<PersistentVolume>, SourceError> {
+        Ok(None)
+    }
 }
 
 /// [`VolumeSources`] through kube-rs: GET configmaps/secrets, POST serviceaccounts/token.
@@ -145,6 +163,26 @@ impl VolumeSources for KubeVolumeSources {
 
     async fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, SourceError> {
         self.get_opt("secret", namespace, name).await
+    }
+
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, SourceError> {
+        self.get_opt("persistentvolumeclaim", namespace, name).await
+    }
+
+    async fn persistent_volume(&self, name: &str) -> Result<Option<PersistentVolume>, SourceError> {
+        Api::<PersistentVolume>::all(self.client.clone())
+            .get_opt(name)
+            .await
+            .map_err(|source| SourceError::GetFailed {
+                kind: "persistentvolume",
+                namespace: String::new(),
+                name: name.to_owned(),
+                source: Box::new(source),
+            })
     }
 
     async fn service_account_token(

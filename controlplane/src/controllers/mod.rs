@@ -3,3 +3,4 @@
 //! kube-rs `Client`, as kube-controller-manager's controllers do.
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod persistent_volume;
