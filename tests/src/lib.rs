@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod cluster;
+pub mod cri_bare;
 pub mod cri_facts;
+pub mod measure;
 pub mod pods;
 pub mod process;
 pub mod suite;
