@@ -145,6 +145,15 @@ impl CgroupParent {
         }
     }
 
+    /// A cgroup parent that already exists (or will), at `path` relative to each hierarchy,
+    /// such as a test node's cgroup root, so that it can be removed.
+    #[must_use]
+    pub fn at(path: &str) -> Self {
+        CgroupParent {
+            name: format!("/{}", path.trim_start_matches('/')),
+        }
+    }
+
     /// The path to put in `LinuxPodSandboxConfig.cgroup_parent`.
     #[must_use]
     pub fn path(&self) -> &str {

@@ -152,7 +152,7 @@ impl Floor {
         let termination = PathBuf::from(termination);
         std::fs::create_dir_all(termination.parent().context("a parent")?)?;
         std::fs::write(&termination, "")?;
-        cri_bare::start_pod(self.bare.clone(), sandbox, config).await?;
+        Box::pin(cri_bare::start_pod(self.bare.clone(), sandbox, config)).await?;
         Ok(began.elapsed())
     }
 

@@ -171,10 +171,14 @@ impl Bench {
                 [run, create, t.elapsed()]
             }
             Client::Baseline => {
-                cri_bare::start_pod(self.baseline.clone(), config, container)
-                    .await
-                    .expect("the bare client starts a pod")
-                    .0
+                Box::pin(cri_bare::start_pod(
+                    self.baseline.clone(),
+                    config,
+                    container,
+                ))
+                .await
+                .expect("the bare client starts a pod")
+                .0
             }
         }
     }

@@ -105,8 +105,10 @@ async fn cancel_on_signal(cancel: CancellationToken) {
 }
 
 async fn bench(settings: &Settings, cancel: &CancellationToken) -> Result<()> {
-    let mut options = ClusterOptions::new("bench-node");
-    options.agent_log = "info".to_owned();
+    let options = ClusterOptions {
+        agent_log: "info".to_owned(),
+        ..ClusterOptions::new("bench-node")
+    };
     let cluster = TestCluster::start(options).await?;
     let containerd_pid = containerd_pid()?;
     let runtime = containerd().await;
@@ -163,9 +165,16 @@ async fn bench(settings: &Settings, cancel: &CancellationToken) -> Result<()> {
     }
     println!();
     print!("{}", report::goals(&startup, &usage));
+    // The node's pod cgroups go with the node.
+    let cgroup_root = cluster.cgroup_root.clone();
+    drop(cluster);
+    let node_cgroups = ferrolet_tests::CgroupParent::at(&cgroup_root)
+        .remove()
+        .map_err(|e| anyhow::anyhow!("the node's pods left cgroups behind: {e}"));
     outcome?;
     cleaned?;
     deleted?;
+    node_cgroups?;
     floor.finish()
 }
 
