@@ -29,6 +29,8 @@ pub struct ClusterOptions {
     pub control_plane_args: Vec<String>,
     /// Extra lines of the node's `KubeletConfiguration`.
     pub kubelet_config: String,
+    /// The node agent's log filter (`FERROLET_LOG`).
+    pub agent_log: String,
 }
 
 impl ClusterOptions {
@@ -38,6 +40,7 @@ impl ClusterOptions {
             name: name.to_owned(),
             control_plane_args: Vec::new(),
             kubelet_config: String::new(),
+            agent_log: "info,ferrolet_agent=debug".to_owned(),
         }
     }
 }
@@ -176,7 +179,7 @@ impl TestCluster {
         let node = ChildProcess::spawn(
             "the node agent",
             command,
-            vec![("FERROLET_LOG".into(), "info,ferrolet_agent=debug".into())],
+            vec![("FERROLET_LOG".into(), options.agent_log.clone())],
             &dir.path().join("node.log"),
         )?;
         let mut cluster = Self {

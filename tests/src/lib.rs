@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod cluster;
+pub mod cri_bare;
 pub mod cri_facts;
+pub mod measure;
 pub mod pods;
 pub mod process;
 pub mod suite;
@@ -140,6 +142,15 @@ impl CgroupParent {
                 required_env("FERROLET_CGROUP_PARENT"),
                 ferrolet_cri::contract::unique_token()
             ),
+        }
+    }
+
+    /// A cgroup parent that already exists (or will), at `path` relative to each hierarchy,
+    /// such as a test node's cgroup root, so that it can be removed.
+    #[must_use]
+    pub fn at(path: &str) -> Self {
+        CgroupParent {
+            name: format!("/{}", path.trim_start_matches('/')),
         }
     }
 

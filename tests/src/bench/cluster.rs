@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+pub use ferrolet_tests::measure::ProcessUsage;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
@@ -21,10 +22,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 const START_TIMEOUT: Duration = Duration::from_mins(1);
 /// How long a child gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// `/proc/<pid>/stat` counts CPU time in `USER_HZ` ticks, which Linux fixes at 100 for
-/// user space on every architecture.
-const USER_HZ: u64 = 100;
-
 /// The store behind the control plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Backend {
@@ -39,51 +36,6 @@ impl fmt::Display for Backend {
         f.write_str(match self {
             Backend::Embedded => "embedded",
             Backend::Etcd => "etcd",
-        })
-    }
-}
-
-/// Memory and CPU of a process, from `/proc`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessUsage {
-    /// `VmHWM`: the peak resident set, in KiB.
-    pub peak_rss_kib: u64,
-    /// `VmRSS`: the resident set now, in KiB.
-    pub rss_kib: u64,
-    /// User plus system CPU time.
-    pub cpu: Duration,
-}
-
-impl ProcessUsage {
-    /// The usage of process `pid` (`"self"` for this one).
-    pub fn of(pid: &str) -> Result<Self> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .with_context(|| format!("reading /proc/{pid}/status"))?;
-        let kib = |field: &str| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(field))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-                .with_context(|| format!("no {field} in /proc/{pid}/status"))
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .with_context(|| format!("reading /proc/{pid}/stat"))?;
-        // The command name (field 2) may hold spaces; the fields after its `)` are plain.
-        // utime and stime are fields 14 and 15, so 11th and 12th after the state (field 3).
-        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let ticks: Vec<u64> = after_name
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .filter_map(|t| t.parse().ok())
-            .collect();
-        let [utime, stime] = ticks[..] else {
-            bail!("unexpected /proc/{pid}/stat: {stat}");
-        };
-        Ok(Self {
-            peak_rss_kib: kib("VmHWM:")?,
-            rss_kib: kib("VmRSS:")?,
-            cpu: Duration::from_millis((utime + stime) * 1000 / USER_HZ),
         })
     }
 }

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use ferrolet_tests::measure::Summary;
 use kube::Resource;
 
 /// How long one request may take before it counts as failed; keeps every request bounded.
@@ -116,42 +117,6 @@ impl Figure {
             _ => None,
         }
     }
-}
-
-/// Count, median and p99 of one figure.
-#[derive(Debug, Clone, Copy)]
-pub struct Summary {
-    pub count: usize,
-    pub p50: Duration,
-    pub p99: Duration,
-}
-
-impl Summary {
-    /// `None` without samples.
-    pub fn of(samples: &[Duration]) -> Option<Self> {
-        if samples.is_empty() {
-            return None;
-        }
-        let mut sorted = samples.to_vec();
-        sorted.sort_unstable();
-        Some(Self {
-            count: sorted.len(),
-            p50: percentile(&sorted, 0.5),
-            p99: percentile(&sorted, 0.99),
-        })
-    }
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "sample counts are far below 2^52 and positive"
-    )]
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// The samples, write stamps and errors of one run; shared by every task of the run.

@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::metrics::{Figure, Summary};
+use ferrolet_tests::measure::{Summary, mib, ms, times};
+
+use super::metrics::Figure;
 use super::workload::Outcome;
 
 /// The Kubernetes API call latency SLO for single-object mutating calls (p99, per resource
@@ -186,29 +188,6 @@ fn problems(out: &mut String, outcome: &Outcome) {
             let _ = writeln!(out, "  {message}");
         }
     }
-}
-
-fn ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms >= 10_000.0 {
-        format!("{:.1}s", ms / 1000.0)
-    } else if ms < 1.0 {
-        format!("{ms:.2}ms")
-    } else {
-        format!("{ms:.1}ms")
-    }
-}
-
-fn times(value: f64, base: f64) -> String {
-    if base > 0.0 {
-        format!("{:.2}", value / base)
-    } else {
-        "-".to_owned()
-    }
-}
-
-fn mib(kib: f64) -> String {
-    format!("{:.1}MiB", kib / 1024.0)
 }
 
 fn secs(s: f64) -> String {

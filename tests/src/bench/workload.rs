@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use ferrolet_tests::measure::Summary;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Client;
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::cluster::{Backend, ControlPlane, Etcd, ProcessUsage};
 use super::fake_node::{self, FakeNode, HEARTBEAT, PodWatch};
 use super::load::{Created, NAMESPACE, create_pods, list_periodically};
-use super::metrics::{Figure, Recorder, Summary};
+use super::metrics::{Figure, Recorder};
 use super::observer::Observer;
 
 /// How many nodes register at once.

@@ -14,10 +14,10 @@ use ferrolet_cri::api::runtime_service_client::RuntimeServiceClient;
 use ferrolet_cri::contract::{container_config, sandbox_config, unique_token};
 use ferrolet_cri::{RemoteRuntime, RuntimeService, api};
 use ferrolet_images::BUSYBOX;
-use ferrolet_tests::{CgroupParent, containerd, containerd_endpoint};
+use ferrolet_tests::measure::Summary;
+use ferrolet_tests::{CgroupParent, containerd, cri_bare};
 use futures::future::join_all;
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 const OPERATIONS: [&str; 3] = ["RunPodSandbox", "CreateContainer", "StartContainer"];
 const RUN_LABEL: &str = "ferrolet.bench/run";
@@ -63,7 +63,7 @@ fn main() {
 
 async fn bench(pods: usize, concurrency: usize) {
     let ferrolet = containerd().await;
-    let baseline = RuntimeServiceClient::new(baseline_channel().await);
+    let baseline = cri_bare::client().await.expect("the bare CRI client");
     let cgroup = CgroupParent::new("bench");
     let bench = Bench {
         ferrolet,
@@ -88,12 +88,11 @@ async fn bench(pods: usize, concurrency: usize) {
         bench.cleanup().await;
         for op in OPERATIONS {
             let (b, f) = (&base[op], &ferro[op]);
-            let (bm, bp, fm, fp) = (
-                percentile(b, 0.5),
-                percentile(b, 0.99),
-                percentile(f, 0.5),
-                percentile(f, 0.99),
+            let (b, f) = (
+                Summary::of(b).expect("baseline samples"),
+                Summary::of(f).expect("ferrolet samples"),
             );
+            let (bm, bp, fm, fp) = (b.p50, b.p99, f.p50, f.p99);
             let _ = writeln!(
                 report,
                 "{mode:<12} {op:<16} {:>12} {:>12} {:>12} {:>12} {:>8.2} {:>8.2}",
@@ -172,35 +171,14 @@ impl Bench {
                 [run, create, t.elapsed()]
             }
             Client::Baseline => {
-                let mut rt = self.baseline.clone();
-                let t = Instant::now();
-                let sandbox = rt
-                    .run_pod_sandbox(api::RunPodSandboxRequest {
-                        config: Some(config.clone()),
-                        runtime_handler: String::new(),
-                    })
-                    .await
-                    .expect("RunPodSandbox")
-                    .into_inner()
-                    .pod_sandbox_id;
-                let run = t.elapsed();
-                let t = Instant::now();
-                let id = rt
-                    .create_container(api::CreateContainerRequest {
-                        pod_sandbox_id: sandbox,
-                        config: Some(container),
-                        sandbox_config: Some(config),
-                    })
-                    .await
-                    .expect("CreateContainer")
-                    .into_inner()
-                    .container_id;
-                let create = t.elapsed();
-                let t = Instant::now();
-                rt.start_container(api::StartContainerRequest { container_id: id })
-                    .await
-                    .expect("StartContainer");
-                [run, create, t.elapsed()]
+                Box::pin(cri_bare::start_pod(
+                    self.baseline.clone(),
+                    config,
+                    container,
+                ))
+                .await
+                .expect("the bare client starts a pod")
+                .0
             }
         }
     }
@@ -227,34 +205,6 @@ impl Bench {
         }))
         .await;
     }
-}
-
-/// A plain tonic channel over the runtime's unix socket: what any gRPC client would do.
-async fn baseline_channel() -> Channel {
-    let path = containerd_endpoint().path().to_owned();
-    Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-        .expect("connect the baseline client")
-}
-
-/// Nearest-rank percentile.
-fn percentile(samples: &[Duration], p: f64) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss,
-        reason = "sample counts are small and positive"
-    )]
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn ms(d: Duration) -> String {
