@@ -18,6 +18,17 @@ pub struct Case<C> {
     pub run: fn(C) -> CaseFuture,
 }
 
+/// `case!(an_async_fn)`: the [`Case`] named after an `async fn(C) -> anyhow::Result<()>`.
+#[macro_export]
+macro_rules! case {
+    ($name:ident) => {
+        $crate::suite::Case {
+            name: stringify!($name),
+            run: |ctx| Box::pin($name(ctx)) as $crate::suite::CaseFuture,
+        }
+    };
+}
+
 impl<C> std::fmt::Debug for Case<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Case")

@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use ferrolet_tests::case;
 use ferrolet_tests::cluster::{ClusterOptions, TestCluster};
 use ferrolet_tests::mount_points;
 use ferrolet_tests::pods::{
     BUSYBOX, condition, create, events, exec, phase, pod, wait_for, wait_gone,
 };
 use ferrolet_tests::process::ChildProcess;
-use ferrolet_tests::suite::{self, Case, CaseFuture, Mode};
+use ferrolet_tests::suite::{self, Mode};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
 use kube::Api;
@@ -34,15 +35,6 @@ struct Fixture {
 }
 
 type Ctx = Arc<Fixture>;
-
-macro_rules! case {
-    ($name:ident) => {
-        Case {
-            name: stringify!($name),
-            run: |ctx| Box::pin($name(ctx)) as CaseFuture,
-        }
-    };
-}
 
 fn main() -> ExitCode {
     let cases = vec![

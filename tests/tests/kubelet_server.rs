@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use ferrolet_tests::case;
 use ferrolet_tests::cluster::{ClusterOptions, TestCluster};
 use ferrolet_tests::pods::{
     BUSYBOX, condition, container, create, phase, pod, shell_pod, wait_for,
 };
-use ferrolet_tests::suite::{self, Case, CaseFuture, Mode};
+use ferrolet_tests::suite::{self, Mode};
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
@@ -29,15 +30,6 @@ const NOBODY_TOKEN: &str = "kubelet-server-nobody-token";
 /// The rotation settings of the node (small, so that the rotation case rotates quickly).
 const LOG_MAX_SIZE: u64 = 4096;
 const LOG_MAX_FILES: usize = 3;
-
-macro_rules! case {
-    ($name:ident) => {
-        Case {
-            name: stringify!($name),
-            run: |ctx| Box::pin($name(ctx)) as CaseFuture,
-        }
-    };
-}
 
 fn main() -> ExitCode {
     let cases = vec![

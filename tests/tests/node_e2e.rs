@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use ferrolet_cri::{RuntimeService, api};
+use ferrolet_tests::case;
 use ferrolet_tests::cluster::{ClusterOptions, TestCluster, node_ready};
 use ferrolet_tests::cri_facts::{footprint, parse_cri_log};
 use ferrolet_tests::pods::{
     BUSYBOX, condition, container, create, events, init_container, phase, pod, shell_pod, wait_for,
     wait_gone, waiting_reason,
 };
-use ferrolet_tests::suite::{self, Case, CaseFuture, Mode};
+use ferrolet_tests::suite::{self, Mode};
 use ferrolet_tests::{cidr_contains, containerd, mount_points, pod_cidr, registry};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::Api;
@@ -26,15 +27,6 @@ use kube::api::{DeleteParams, PostParams};
 type Ctx = Arc<TestCluster>;
 
 const RUNNING: Duration = Duration::from_mins(1);
-
-macro_rules! case {
-    ($name:ident) => {
-        Case {
-            name: stringify!($name),
-            run: |ctx| Box::pin($name(ctx)) as CaseFuture,
-        }
-    };
-}
 
 fn main() -> ExitCode {
     let cases = vec![

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use ferrolet_cri::{RuntimeService, api};
+use ferrolet_tests::case;
 use ferrolet_tests::cluster::{ClusterOptions, TestCluster, node_ready};
 use ferrolet_tests::pods::{container, create, phase, shell_pod, wait_for};
-use ferrolet_tests::suite::{self, Case, CaseFuture, Mode};
+use ferrolet_tests::suite::{self, Mode};
 use ferrolet_tests::{containerd, required_env};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
@@ -24,15 +25,6 @@ type Ctx = Arc<Mutex<TestCluster>>;
 const RUNNING: Duration = Duration::from_mins(1);
 /// Long enough for several PLEG relists, status syncs and worker resyncs.
 const SETTLE: Duration = Duration::from_secs(15);
-
-macro_rules! case {
-    ($name:ident) => {
-        Case {
-            name: stringify!($name),
-            run: |ctx| Box::pin($name(ctx)) as CaseFuture,
-        }
-    };
-}
 
 fn main() -> ExitCode {
     let cases = vec![

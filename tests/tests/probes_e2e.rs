@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use ferrolet_cri::RuntimeService;
+use ferrolet_tests::case;
 use ferrolet_tests::cluster::{ClusterOptions, TestCluster};
 use ferrolet_tests::containerd;
 use ferrolet_tests::pods::{BUSYBOX, condition, container, create, events, pod, wait_for};
-use ferrolet_tests::suite::{self, Case, CaseFuture, Mode};
+use ferrolet_tests::suite::{self, Mode};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::DeleteParams;
@@ -28,15 +29,6 @@ type Ctx = Arc<Mutex<TestCluster>>;
 
 const TEST_SERVER: &str = "ferrolet/test-server:1";
 const RUNNING: Duration = Duration::from_mins(1);
-
-macro_rules! case {
-    ($name:ident) => {
-        Case {
-            name: stringify!($name),
-            run: |ctx| Box::pin($name(ctx)) as CaseFuture,
-        }
-    };
-}
 
 fn main() -> ExitCode {
     let concurrent = vec![

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail, ensure};
 use base64::Engine as _;
 use ferrolet_cri::{RuntimeService, api};
+use ferrolet_tests::case;
 use ferrolet_tests::cluster::{ClusterOptions, TestCluster};
 use ferrolet_tests::pods::{
     BUSYBOX, condition, container, create, events, exec, phase, pod, wait_for, wait_gone,
     waiting_reason,
 };
-use ferrolet_tests::suite::{self, Case, CaseFuture, Mode};
+use ferrolet_tests::suite::{self, Mode};
 use ferrolet_tests::{containerd, mount_points};
 use k8s_openapi::api::authentication::v1::TokenReview;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
@@ -29,15 +30,6 @@ type Ctx = Arc<TestCluster>;
 const RUNNING: Duration = Duration::from_mins(1);
 /// How soon an update of an API object must be visible in a running pod (the bound).
 const UPDATE: Duration = Duration::from_mins(1);
-
-macro_rules! case {
-    ($name:ident) => {
-        Case {
-            name: stringify!($name),
-            run: |ctx| Box::pin($name(ctx)) as CaseFuture,
-        }
-    };
-}
 
 fn main() -> ExitCode {
     let cases = vec![
