@@ -30,6 +30,27 @@ pub fn sleep_pod(name: &str, node: &str) -> Result<Pod> {
     }))
 }
 
+/// A test-server pod with the probes of a typical service: an exec liveness probe and an
+/// httpGet readiness probe, each every 10 s (for the probe overhead).
+pub fn probed_pod(name: &str, node: &str) -> Result<Pod> {
+    pods::pod(serde_json::json!({
+        "metadata": { "name": name, "labels": { "app": "bench" } },
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "server",
+                "image": ferrolet_images::catalog::TEST_SERVER,
+                "livenessProbe": { "exec": { "command": ["true"] }, "periodSeconds": 10 },
+                "readinessProbe": {
+                    "httpGet": { "path": "/healthz", "port": 8080 },
+                    "periodSeconds": 10
+                }
+            }]
+        }
+    }))
+}
+
 /// Whether the pod is Running with every container ready.
 pub fn running_and_ready(pod: &Pod) -> bool {
     let Some(status) = pod.status.as_ref() else {
@@ -55,6 +76,7 @@ pub async fn round(
     node: &str,
     n: usize,
     limit: Duration,
+    make: fn(&str, &str) -> Result<Pod>,
 ) -> Result<Vec<Duration>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let version = api
@@ -67,7 +89,7 @@ pub async fn round(
     let watcher = tokio::spawn(watch_ready(api.clone(), version, tx));
     let names: Vec<String> = (0..n).map(|i| format!("pod-{n}-{i}")).collect();
     let created = join_all(names.iter().map(|name| async {
-        let pod = sleep_pod(name, node)?;
+        let pod = make(name, node)?;
         let began = Instant::now();
         pods::create(client, namespace, &pod).await?;
         Ok::<_, anyhow::Error>((name.clone(), began))

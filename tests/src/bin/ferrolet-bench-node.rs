@@ -6,8 +6,9 @@
 //!   Running with every container ready, as a watch shows it), p50/p99, beside the CRI floor:
 //!   the same number of pods started at once by a bare CRI client against the same
 //!   containerd with the configs the agent builds; and the ratio ferrolet / floor;
-//! - the agent's RSS and CPU over a window, idle with no pods and with the most pods
-//!   running, beside containerd's over the same window.
+//! - the agent's RSS and CPU over a window, idle with no pods, with the most pods running,
+//!   and with as many pods each probed (exec + httpGet every 10 s), beside containerd's over
+//!   the same window.
 //!
 //! Prints figures, never judges them: the goals are printed beside them. Exits non-zero only
 //! when the bench itself fails. Run it through `hack/bench-node`.
@@ -28,7 +29,7 @@ use ferrolet_tests::{containerd, required_env};
 use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "usage: ferrolet-bench-node [--pods N,N,...] [--idle-window S] [--settle S]
-    [--timeout S]
+    [--timeout S] [--no-probes]
 
   --pods N,...       pod counts, each created at once (default 1,30,100)
   --idle-window S    seconds over which the agent's and containerd's CPU is measured, idle
@@ -36,6 +37,9 @@ const USAGE: &str = "usage: ferrolet-bench-node [--pods N,N,...] [--idle-window 
   --settle S         seconds to wait before each window (default 10)
   --timeout S        seconds one round's pods get to be Running, and to be gone after
                      deletion (default 300)
+  --no-probes        skip the last round: the most pods again, as test-server pods with an
+                     exec liveness and an httpGet readiness probe every 10s, and a window
+                     measuring the agent with them
 
 Needs root and the environment of hack/lib.sh (FERROLET_BIN, FERROLET_NETNS, ...).";
 
@@ -49,6 +53,8 @@ struct Settings {
     window: Duration,
     settle: Duration,
     timeout: Duration,
+    /// A last round of test-server pods with an exec and an http probe each.
+    probes: bool,
 }
 
 fn main() -> ExitCode {
@@ -210,6 +216,7 @@ impl Work<'_> {
                         &self.cluster.node_name,
                         n,
                         self.settings.timeout,
+                        startup::sleep_pod,
                     )
                     .await
                     .with_context(|| format!("starting {n} pods through ferrolet"))?;
@@ -224,6 +231,22 @@ impl Work<'_> {
                 floor,
                 ferrolet,
             });
+        }
+        if self.settings.probes && most > 0 {
+            eprintln!("{most} pods with probes: ferrolet");
+            startup::round(
+                &self.cluster.client,
+                NAMESPACE,
+                &self.cluster.node_name,
+                most,
+                self.settings.timeout,
+                startup::probed_pod,
+            )
+            .await
+            .with_context(|| format!("starting {most} pods with probes"))?;
+            self.window(&format!("{most} pods, exec + http probe / 10s"))
+                .await?;
+            self.cluster.delete_all_pods(self.settings.timeout).await?;
         }
         Ok(())
     }
@@ -265,6 +288,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Settings>
         window: Duration::from_secs(30),
         settle: Duration::from_secs(10),
         timeout: Duration::from_mins(5),
+        probes: true,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -287,6 +311,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Settings>
             "--idle-window" => settings.window = seconds(value()?)?,
             "--settle" => settings.settle = seconds(value()?)?,
             "--timeout" => settings.timeout = seconds(value()?)?,
+            "--no-probes" => settings.probes = false,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
