@@ -613,15 +613,18 @@ impl PodSyncer {
         for container in &runtime.containers {
             let _ = self.runtime.remove_container(&container.id).await;
         }
+        // The containers are gone: the volumes go now, even when the pod's cgroups cannot be
+        // removed yet (a process still exiting keeps a cgroup v1 directory busy); that error
+        // is returned after, so the clean-up is retried.
+        self.volumes
+            .unmount_pod(uid)
+            .await
+            .map_err(|e| e.to_string())?;
         if self.node.cgroups_per_qos
             && self.node.cgroup_driver == kuberuntime::CgroupDriver::Cgroupfs
         {
             super::cgroups::remove_pod_cgroups(&self.node.cgroup_root, uid)?;
         }
-        self.volumes
-            .unmount_pod(uid)
-            .await
-            .map_err(|e| e.to_string())?;
         let pod_dir = std::path::Path::new(&self.node.root_dir)
             .join("pods")
             .join(uid);

@@ -19,6 +19,9 @@ use super::sync::{PodState, PodSyncer, pod_grace};
 use crate::sources::{CONFIG_MIRROR_ANNOTATION, is_static};
 use crate::status::PodPhase;
 
+/// How long a terminated pod's clean-up is retried before the pod is finalized anyway.
+const CLEANUP_LIMIT: Duration = Duration::from_mins(2);
+
 /// How often a worker syncs its pod without being woken.
 const RESYNC: Duration = Duration::from_secs(10);
 
@@ -394,12 +397,22 @@ impl PodWorkers {
             self.report(pod, &status).await;
         }
         let id = uid(pod);
-        for attempt in 0..10 {
+        // Like the kubelet, the pod object stays until its resources are reclaimed; a slow
+        // runtime gets retries with back-off, bounded so that a pod whose clean-up keeps
+        // failing is still finalized (housekeeping of orphans keeps trying after).
+        let started = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(250);
+        for attempt in 0.. {
             match self.syncer.cleanup(&id).await {
                 Ok(()) => break,
+                Err(err) if started.elapsed() < CLEANUP_LIMIT => {
+                    tracing::warn!(pod = %name, %err, attempt, "clean up pod; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
                 Err(err) => {
-                    tracing::warn!(pod = %name, %err, attempt, "clean up pod");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::error!(pod = %name, %err, attempt, "clean up pod failed; finalizing the pod anyway, housekeeping retries");
+                    break;
                 }
             }
         }
